@@ -1,0 +1,4 @@
+//! One file per subcommand; each is thin: parse → call the library.
+
+pub mod list;
+pub mod spec;

@@ -1,0 +1,382 @@
+//! Lifecycle of a stored container: create, start, kill, delete, and status refresh.
+
+use crate::config;
+use crate::spawn::{self, Options, Spawned};
+use crate::state::{State, Status, Store, FIFO};
+use anyhow::{anyhow, bail, Context, Result};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+pub struct Global {
+    pub root: PathBuf,
+    pub systemd_cgroup: bool,
+}
+
+impl Global {
+    pub fn store(&self) -> Store {
+        Store::new(&self.root)
+    }
+}
+
+pub struct CreateOpts {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub preserve_fds: u32,
+    /// `run` in the foreground: a terminal process keeps our stdio.
+    pub foreground: bool,
+}
+
+/// Removes a half-made container (state dir, process) unless disarmed.
+struct Undo {
+    dir: Option<PathBuf>,
+    pids: Vec<i32>,
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        for &p in &self.pids {
+            // SAFETY: killing and reaping the process we created.
+            unsafe {
+                libc::kill(p, libc::SIGKILL);
+                libc::waitpid(p, std::ptr::null_mut(), 0);
+            }
+        }
+        if let Some(d) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+pub fn create(g: &Global, o: &CreateOpts) -> Result<(State, Spawned)> {
+    crate::state::valid_id(&o.id)?;
+    if g.systemd_cgroup {
+        bail!("--systemd-cgroup: the systemd cgroup driver is not supported by husk yet");
+    }
+    let cfg = config::load(&o.bundle)?;
+    let process = cfg
+        .spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| anyhow!("process: missing"))?;
+    let terminal = process.terminal().unwrap_or(false);
+    if o.console_socket.is_some() {
+        bail!("--console-socket: terminal support is not implemented yet");
+    }
+    if terminal && !o.foreground {
+        bail!("process.terminal is true but no --console-socket was given");
+    }
+    let store = g.store();
+    let dir = store.create_dir(&o.id)?;
+    let mut undo = Undo {
+        dir: Some(dir.clone()),
+        pids: vec![],
+    };
+    let fifo_path = dir.join(FIFO);
+    nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o622))
+        .with_context(|| format!("mkfifo {}", fifo_path.display()))?;
+    let fifo_c = crate::sys::cstr(&fifo_path)?;
+    // SAFETY: valid C string; the fd is owned below.
+    let fd = unsafe {
+        libc::open(
+            fifo_c.as_ptr(),
+            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("open {}", fifo_path.display()));
+    }
+    // SAFETY: fresh fd from open.
+    let fifo = unsafe { OwnedFd::from_raw_fd(fd) };
+    let opts = Options {
+        id: &o.id,
+        cfg: &cfg,
+        fifo,
+        no_pivot: o.no_pivot,
+        preserve_fds: o.preserve_fds,
+        inherit_tty: terminal && o.foreground,
+        cgroup_paths: vec![],
+    };
+    let spawned = spawn::spawn(&opts)?;
+    undo.pids = vec![spawned.pid];
+    let pid_start = crate::sys::proc_stat(spawned.pid).map(|s| s.1).unwrap_or(0);
+    let annotations = cfg.spec.annotations().clone().unwrap_or_default();
+    let st = State {
+        id: o.id.clone(),
+        pid: spawned.pid,
+        pid_start,
+        bundle: cfg.bundle.clone(),
+        rootfs: cfg.rootfs.clone(),
+        created: crate::sys::rfc3339_now(),
+        owner: nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_default(),
+        annotations,
+        cgroup_paths: vec![],
+        own_pidns: spawn::NsPlan::from_config(&cfg).has_new(libc::CLONE_NEWPID),
+        oci_version: cfg.spec.version().clone(),
+    };
+    store.save(&st)?;
+    if let Some(p) = &o.pid_file {
+        write_pid_file(p, spawned.pid)?;
+    }
+    undo.dir = None;
+    undo.pids.clear();
+    Ok((st, spawned))
+}
+
+fn write_pid_file(p: &Path, pid: i32) -> Result<()> {
+    let p = std::path::absolute(p)?;
+    let tmp = p.with_file_name(format!(
+        ".{}.tmp",
+        p.file_name().and_then(|n| n.to_str()).unwrap_or("pid")
+    ));
+    std::fs::write(&tmp, pid.to_string())
+        .with_context(|| format!("write pid file {}", tmp.display()))?;
+    std::fs::rename(&tmp, &p).with_context(|| format!("rename pid file to {}", p.display()))
+}
+
+pub fn start(g: &Global, id: &str) -> Result<()> {
+    let store = g.store();
+    let st = store.load(id)?;
+    let _lock = store.lock(id)?;
+    match st.status(&store) {
+        Status::Created => {}
+        Status::Stopped => bail!("cannot start a container that has stopped"),
+        s => bail!("cannot start an already {} container", s.as_str()),
+    }
+    let fifo = store.dir(id).join(FIFO);
+    let c = crate::sys::cstr(&fifo)?;
+    // SAFETY: valid C string; O_NONBLOCK: ENXIO instead of hanging when nobody waits.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_WRONLY | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENXIO) {
+            bail!("cannot start container {id}: its process is gone");
+        }
+        return Err(e).with_context(|| format!("open {}", fifo.display()));
+    }
+    // SAFETY: fd is ours.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    nix::unistd::write(&fd, b"0").context("write to the exec fifo")?;
+    drop(fd);
+    std::fs::remove_file(&fifo).with_context(|| format!("remove {}", fifo.display()))?;
+    Ok(())
+}
+
+pub fn state_json(g: &Global, id: &str) -> Result<String> {
+    let store = g.store();
+    let st = store.load(id)?;
+    let status = st.status(&store);
+    Ok(serde_json::to_string_pretty(&st.report(status))?)
+}
+
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+        bail!("invalid signal number {n}");
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    if let Some(rt) = name.strip_prefix("SIGRTMIN") {
+        let off: i32 = if rt.is_empty() {
+            0
+        } else {
+            rt.trim_start_matches('+')
+                .parse()
+                .map_err(|_| anyhow!("unknown signal {s:?}"))?
+        };
+        return Ok(libc::SIGRTMIN() + off);
+    }
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| anyhow!("unknown signal {s:?}"))
+}
+
+/// Every process of the container: from its cgroups, else from its pid namespace.
+pub fn container_pids(st: &State) -> Vec<i32> {
+    let mut pids = crate::cgroups::pids(&st.cgroup_paths);
+    if pids.is_empty() && st.own_pidns {
+        if let Ok(ns) = std::fs::read_link(format!("/proc/{}/ns/pid", st.pid)) {
+            for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                if let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) {
+                    if std::fs::read_link(format!("/proc/{p}/ns/pid"))
+                        .ok()
+                        .as_ref()
+                        == Some(&ns)
+                    {
+                        pids.push(p);
+                    }
+                }
+            }
+        }
+    }
+    if pids.is_empty() {
+        pids.push(st.pid);
+    }
+    pids
+}
+
+pub fn kill(g: &Global, id: &str, sig: i32, all: bool) -> Result<()> {
+    let store = g.store();
+    let st = store.load(id)?;
+    if st.status(&store) == Status::Stopped {
+        bail!("container {id} is not running");
+    }
+    let targets = if all {
+        container_pids(&st)
+    } else {
+        vec![st.pid]
+    };
+    for p in targets {
+        // SAFETY: plain syscall.
+        if unsafe { libc::kill(p, sig) } < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ESRCH) {
+                return Err(e).with_context(|| format!("send signal {sig} to pid {p}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Wait (polling /proc) until the container's first process is gone or a zombie.
+fn wait_gone(st: &State, timeout: std::time::Duration) -> bool {
+    let t0 = std::time::Instant::now();
+    let mut d = std::time::Duration::from_micros(200);
+    while st.alive() {
+        if t0.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(d);
+        d = (d * 2).min(std::time::Duration::from_millis(20));
+    }
+    true
+}
+
+pub fn delete(g: &Global, id: &str, force: bool) -> Result<()> {
+    let store = g.store();
+    crate::state::valid_id(id)?;
+    let st = match store.load(id) {
+        Ok(st) => st,
+        Err(e) => {
+            // A directory without state.json is what an interrupted create leaves.
+            let dir = store.dir(id);
+            if dir.is_dir() && !dir.join("state.json").exists() {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Ok(());
+            }
+            if force {
+                return Ok(());
+            }
+            return Err(e);
+        }
+    };
+    let _lock = store.lock(id)?;
+    match st.status(&store) {
+        Status::Stopped => {}
+        Status::Created => kill_all_and_wait(&st)?,
+        s if force => {
+            let _ = s;
+            kill_all_and_wait(&st)?;
+        }
+        s => bail!(
+            "cannot delete container {id} that is not stopped: {}",
+            s.as_str()
+        ),
+    }
+    crate::cgroups::remove(&st.cgroup_paths)?;
+    std::fs::remove_dir_all(store.dir(id))
+        .with_context(|| format!("remove {}", store.dir(id).display()))?;
+    Ok(())
+}
+
+fn kill_all_and_wait(st: &State) -> Result<()> {
+    for p in container_pids(st) {
+        // SAFETY: plain syscall.
+        unsafe { libc::kill(p, libc::SIGKILL) };
+    }
+    if !wait_gone(st, std::time::Duration::from_secs(10)) {
+        bail!(
+            "container {} (pid {}) did not die after SIGKILL",
+            st.id,
+            st.pid
+        );
+    }
+    Ok(())
+}
+
+/// `run`: create + start, then (unless detached) wait, forward signals, delete, and return
+/// the process's exit status.
+pub fn run(g: &Global, o: &CreateOpts, detach: bool) -> Result<i32> {
+    if !detach {
+        // The slow path forks the container's first process from an intermediate child;
+        // as subreaper we can still wait for it.
+        nix::sys::prctl::set_child_subreaper(true).ok();
+    }
+    let (st, spawned) = create(g, o)?;
+    // Signals that arrive from here on are forwarded to the container.
+    let mut set = nix::sys::signal::SigSet::all();
+    for s in [nix::sys::signal::SIGKILL, nix::sys::signal::SIGSTOP] {
+        set.remove(s);
+    }
+    if !detach {
+        set.thread_block().ok();
+    }
+    if let Err(e) = start(g, &o.id) {
+        let _ = delete(g, &o.id, true);
+        return Err(e);
+    }
+    if detach {
+        return Ok(0);
+    }
+    let code = wait_forwarding(&set, spawned.pid);
+    let _ = delete(g, &st.id, true);
+    Ok(code)
+}
+
+fn wait_forwarding(set: &nix::sys::signal::SigSet, pid: i32) -> i32 {
+    loop {
+        // Reap whatever has exited: the container's process, or orphans reparented to us.
+        loop {
+            let mut status = 0;
+            // SAFETY: plain syscall.
+            let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if r == pid {
+                if libc::WIFEXITED(status) {
+                    return libc::WEXITSTATUS(status);
+                }
+                if libc::WIFSIGNALED(status) {
+                    return 128 + libc::WTERMSIG(status);
+                }
+            }
+            if r <= 0 {
+                break;
+            }
+        }
+        match set.wait() {
+            Ok(nix::sys::signal::SIGCHLD) => continue,
+            Ok(sig) => {
+                // SAFETY: plain syscall.
+                unsafe { libc::kill(pid, sig as i32) };
+            }
+            Err(_) => continue,
+        }
+    }
+}

@@ -1,0 +1,168 @@
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+use husk::container::{self, CreateOpts, Global};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "husk",
+    version,
+    about = "A fast, runc-compatible OCI container runtime"
+)]
+struct Cli {
+    /// Directory for container state (default /run/husk as root, $XDG_RUNTIME_DIR/husk otherwise)
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
+    /// Write log lines to this file
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+    /// Log format: text or json
+    #[arg(long = "log-format", global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// Log debug lines
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Use the systemd cgroup driver
+    #[arg(long = "systemd-cgroup", global = true)]
+    systemd_cgroup: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args)]
+struct CreateArgs {
+    /// Bundle directory (default: current directory)
+    #[arg(long, short = 'b', default_value = ".")]
+    bundle: PathBuf,
+    /// Write the container's pid to this file
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty master when process.terminal is true
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    /// Use MS_MOVE + chroot instead of pivot_root
+    #[arg(long = "no-pivot")]
+    no_pivot: bool,
+    /// Do not create a session keyring (accepted; husk never creates one)
+    #[arg(long = "no-new-keyring")]
+    no_new_keyring: bool,
+    /// Pass this many fds beyond stdio (3, 4, ...) to the container process
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: u32,
+    id: String,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a container (it waits for `start`)
+    Create(CreateArgs),
+    /// Start a created container
+    Start { id: String },
+    /// Print the state of a container as JSON
+    State { id: String },
+    /// Send a signal to a container's process (default SIGTERM)
+    Kill {
+        /// Signal every process of the container
+        #[arg(long, short = 'a')]
+        all: bool,
+        id: String,
+        signal: Option<String>,
+    },
+    /// Delete a container
+    Delete {
+        /// Kill a running container first
+        #[arg(long, short = 'f')]
+        force: bool,
+        id: String,
+    },
+    /// Create and start a container, and wait for it unless --detach
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        /// Do not wait for the container's process
+        #[arg(long, short = 'd')]
+        detach: bool,
+    },
+    /// List containers
+    List {
+        #[arg(long, short = 'f', default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        #[arg(long, short = 'q')]
+        quiet: bool,
+    },
+    /// Write a default config.json
+    Spec {
+        #[arg(long, short = 'b', default_value = ".")]
+        bundle: PathBuf,
+        /// A config for an unprivileged user: user namespace with the caller's subuid/subgid ranges
+        #[arg(long)]
+        rootless: bool,
+    },
+}
+
+fn default_root() -> Result<PathBuf> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(PathBuf::from("/run/husk"));
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => Ok(PathBuf::from(d).join("husk")),
+        _ => bail!("--root is not given and XDG_RUNTIME_DIR is not set: cannot choose a state directory for an unprivileged user"),
+    }
+}
+
+fn create_opts(a: CreateArgs, foreground: bool) -> CreateOpts {
+    let _ = a.no_new_keyring;
+    CreateOpts {
+        id: a.id,
+        bundle: a.bundle,
+        pid_file: a.pid_file,
+        console_socket: a.console_socket,
+        no_pivot: a.no_pivot,
+        preserve_fds: a.preserve_fds,
+        foreground,
+    }
+}
+
+fn real_main(cli: Cli) -> Result<i32> {
+    husk::log::init(cli.log.as_deref(), cli.log_format == "json", cli.debug)?;
+    if let Cmd::Spec { bundle, rootless } = &cli.cmd {
+        husk::cli::spec::run(bundle, *rootless)?;
+        return Ok(0);
+    }
+    let g = Global {
+        root: match cli.root {
+            Some(r) => r,
+            None => default_root()?,
+        },
+        systemd_cgroup: cli.systemd_cgroup,
+    };
+    match cli.cmd {
+        Cmd::Create(a) => {
+            container::create(&g, &create_opts(a, false))?;
+        }
+        Cmd::Start { id } => container::start(&g, &id)?,
+        Cmd::State { id } => println!("{}", container::state_json(&g, &id)?),
+        Cmd::Kill { all, id, signal } => {
+            let sig = container::parse_signal(signal.as_deref().unwrap_or("SIGTERM"))?;
+            container::kill(&g, &id, sig, all)?;
+        }
+        Cmd::Delete { force, id } => container::delete(&g, &id, force)?,
+        Cmd::Run { create, detach } => {
+            return container::run(&g, &create_opts(create, !detach), detach)
+        }
+        Cmd::List { format, quiet } => husk::cli::list::run(&g, &format, quiet)?,
+        Cmd::Spec { .. } => unreachable!(),
+    }
+    Ok(0)
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            husk::log::fatal(&format!("{e:#}"));
+            std::process::exit(1);
+        }
+    }
+}

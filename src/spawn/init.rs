@@ -1,0 +1,241 @@
+//! The container's first process, from clone to execve. The steps, top to bottom, are the
+//! order the kernel needs: namespaces, mounts, identity, capabilities, then wait for start.
+
+use super::sync::{Channel, Msg};
+use super::{process, rootfs, NsPlan, Options};
+use anyhow::{anyhow, bail, Context, Result};
+use oci_spec::runtime::LinuxNamespaceType;
+use std::convert::Infallible;
+use std::os::fd::AsRawFd;
+
+/// Messages from the parent can arrive before the child asks for them; remember them.
+struct Waiter<'a> {
+    ch: &'a Channel,
+    mapped: bool,
+    cgroups: bool,
+}
+
+impl Waiter<'_> {
+    fn wait(&mut self, want: &Msg) -> Result<()> {
+        loop {
+            if (*want == Msg::Mapped && self.mapped)
+                || (*want == Msg::CgroupsJoined && self.cgroups)
+            {
+                return Ok(());
+            }
+            match self.ch.recv()? {
+                Some(Msg::Mapped) => self.mapped = true,
+                Some(Msg::CgroupsJoined) => self.cgroups = true,
+                Some(m) => bail!("unexpected message from husk: {m:?}"),
+                None => bail!("husk went away during container setup"),
+            }
+        }
+    }
+}
+
+pub fn main(ch: Channel, o: &Options, plan: &NsPlan, fast: bool) -> ! {
+    crate::log::forward_to(ch.raw());
+    let err = match run(&ch, o, plan, fast) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let _ = ch.send(&Msg::Error {
+        msg: format!("{err:#}"),
+    });
+    // SAFETY: leave without running destructors or atexit handlers of the parent's image.
+    unsafe { libc::_exit(1) }
+}
+
+fn join(plan: &NsPlan, user: bool) -> Result<()> {
+    for (t, p) in &plan.join {
+        if (*t == LinuxNamespaceType::User) != user || *t == LinuxNamespaceType::Pid {
+            continue;
+        }
+        let name = crate::config::ns_name(*t);
+        super::setns_path(p, crate::config::ns_flag(*t), name)?;
+    }
+    Ok(())
+}
+
+/// Inside a user namespace, become its root so that files we create are owned by a mapped id.
+fn become_root() -> Result<()> {
+    // SAFETY: plain syscalls; EINVAL just means id 0 is not mapped.
+    unsafe {
+        if libc::setresgid(0, 0, 0) < 0
+            && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL)
+        {
+            bail!(
+                "setresgid(0) in the user namespace: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        if libc::setresuid(0, 0, 0) < 0
+            && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL)
+        {
+            bail!(
+                "setresuid(0) in the user namespace: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn run(ch: &Channel, o: &Options, plan: &NsPlan, fast: bool) -> Result<Infallible> {
+    let spec = &o.cfg.spec;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| anyhow!("process: missing"))?;
+    let mut w = Waiter {
+        ch,
+        mapped: false,
+        cgroups: false,
+    };
+    let new_user = plan.has_new(libc::CLONE_NEWUSER);
+    let in_userns = new_user
+        || plan
+            .join
+            .iter()
+            .any(|(t, _)| *t == LinuxNamespaceType::User);
+
+    // 1. namespaces
+    if fast {
+        if new_user {
+            w.wait(&Msg::Mapped)?;
+            become_root()?;
+        }
+        join(plan, false)?;
+    } else {
+        join(plan, true)?;
+        if in_userns && !new_user {
+            become_root()?;
+        }
+        join(plan, false)?;
+        if new_user {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)
+                .context("unshare the user namespace")?;
+            ch.send(&Msg::MapMe)?;
+            w.wait(&Msg::Mapped)?;
+            become_root()?;
+        }
+        let rest = plan.new & !(libc::CLONE_NEWUSER | libc::CLONE_NEWCGROUP);
+        if rest != 0 {
+            nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(rest))
+                .with_context(|| format!("unshare namespaces {rest:#x}"))?;
+        }
+        if rest & (libc::CLONE_NEWPID | libc::CLONE_NEWTIME) != 0 {
+            // New pid and time namespaces take effect for children only: fork once more.
+            w.wait(&Msg::CgroupsJoined)?;
+            // SAFETY: single-threaded; the child continues with a copy of our state.
+            match unsafe { libc::fork() } {
+                -1 => bail!(
+                    "fork into the new pid namespace: {}",
+                    std::io::Error::last_os_error()
+                ),
+                0 => {}
+                child => {
+                    let _ = ch.send(&Msg::Pid(child));
+                    // SAFETY: the intermediate process ends here.
+                    unsafe { libc::_exit(0) }
+                }
+            }
+        }
+    }
+    // Our mappings are written: from now on nothing outside may inspect or ptrace us, and
+    // no container process can open /proc/<us>/exe (our binary).
+    nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE, 0)")?;
+    if plan.has_new(libc::CLONE_NEWCGROUP) {
+        w.wait(&Msg::CgroupsJoined)?;
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .context("unshare the cgroup namespace")?;
+    }
+    if let Some(adj) = process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .with_context(|| format!("process.oomScoreAdj {adj}"))?;
+    }
+    if !o.inherit_tty {
+        nix::unistd::setsid().context("setsid")?;
+    }
+    // SAFETY: umask only changes our file creation mask; devices get exact modes this way.
+    unsafe { libc::umask(0) };
+
+    // 2. the mount namespace
+    let ctx = rootfs::Ctx {
+        spec,
+        bundle: &o.cfg.bundle,
+        rootfs: &o.cfg.rootfs,
+        no_pivot: o.no_pivot,
+        in_userns,
+        cgroupns: plan.has_new(libc::CLONE_NEWCGROUP)
+            || plan
+                .join
+                .iter()
+                .any(|(t, _)| *t == LinuxNamespaceType::Cgroup),
+        cgroup_paths: &o.cgroup_paths,
+    };
+    rootfs::setup(&ctx)?;
+    rootfs::finish(spec)?;
+    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        nix::unistd::sethostname(h).with_context(|| format!("set hostname {h:?}"))?;
+    }
+    if let Some(d) = spec.domainname().as_deref().filter(|h| !h.is_empty()) {
+        // SAFETY: valid pointer/length.
+        if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } < 0 {
+            bail!("set domainname {d:?}: {}", std::io::Error::last_os_error());
+        }
+    }
+
+    // 3. the process
+    process::set_rlimits(process)?;
+    let caps = process::cap_plan(process.capabilities().as_ref())?;
+    process::switch_user_and_caps(process, &caps)?;
+    let cwd = process.cwd();
+    nix::unistd::chdir(cwd).with_context(|| format!("chdir to process.cwd {}", cwd.display()))?;
+    let umask = process.user().umask().unwrap_or(0o022);
+    // SAFETY: plain syscall.
+    unsafe { libc::umask(umask as libc::mode_t) };
+    if process.no_new_privileges().unwrap_or(false) {
+        process::no_new_privs()?;
+    }
+    let exec = process::prepare_exec(process)?;
+    crate::sys::cloexec_from(3 + o.preserve_fds)?;
+    w.wait(&Msg::CgroupsJoined)?;
+
+    // 4. ready; wait for `start` on the exec fifo, then become the user's program.
+    ch.send(&Msg::Ready)?;
+    wait_for_start(o.fifo.as_raw_fd())?;
+    Err(exec.exec())
+}
+
+/// Block until `husk start` writes to the exec fifo. The fifo was opened O_RDONLY|O_NONBLOCK
+/// before any writer existed, so poll sleeps until a writer comes and writes.
+fn wait_for_start(fd: i32) -> Result<()> {
+    loop {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, -1) };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            bail!("wait on the exec fifo: {e}");
+        }
+        let mut b = [0u8; 1];
+        // SAFETY: one-byte buffer.
+        let n = unsafe { libc::read(fd, b.as_mut_ptr().cast(), 1) };
+        if n == 1 {
+            return Ok(());
+        }
+        if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
+            continue;
+        }
+        // A writer came and went without a byte: keep waiting.
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}

@@ -1,0 +1,205 @@
+//! The process model: one clone3 straight into the namespaces the config asks for, a
+//! typed conversation over a socketpair (sync.rs), and the child's steps in order (init.rs).
+
+pub mod idmap;
+pub mod init;
+pub mod process;
+pub mod rootfs;
+pub mod sync;
+
+use crate::config::{ns_flag, Config};
+use anyhow::{anyhow, bail, Context, Result};
+use oci_spec::runtime::LinuxNamespaceType;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use sync::{Channel, Msg};
+
+/// Which namespaces to create and which to join.
+#[derive(Debug, Default, Clone)]
+pub struct NsPlan {
+    /// CLONE_NEW* flags of namespaces to create.
+    pub new: libc::c_int,
+    /// Namespaces to join, user first (order matters for permissions).
+    pub join: Vec<(LinuxNamespaceType, PathBuf)>,
+}
+
+impl NsPlan {
+    pub fn from_config(cfg: &Config) -> NsPlan {
+        let mut p = NsPlan::default();
+        let nss = cfg
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().clone())
+            .unwrap_or_default();
+        for ns in nss {
+            match ns.path() {
+                Some(path) => p.join.push((ns.typ(), path.clone())),
+                None => p.new |= ns_flag(ns.typ()),
+            }
+        }
+        p.join
+            .sort_by_key(|(t, _)| if *t == LinuxNamespaceType::User { 0 } else { 1 });
+        p
+    }
+    pub fn has_new(&self, flag: libc::c_int) -> bool {
+        self.new & flag != 0
+    }
+    fn joins(&self, t: LinuxNamespaceType) -> bool {
+        self.join.iter().any(|(x, _)| *x == t)
+    }
+    /// One clone with every new namespace works unless a user namespace (new or joined)
+    /// must come in a different order relative to namespaces joined by path.
+    pub fn fast(&self) -> bool {
+        let user_involved =
+            self.has_new(libc::CLONE_NEWUSER) || self.joins(LinuxNamespaceType::User);
+        let others_joined = self.join.iter().any(|(t, _)| *t != LinuxNamespaceType::Pid);
+        !(self.joins(LinuxNamespaceType::User) || (user_involved && others_joined))
+    }
+}
+
+pub struct Options<'a> {
+    pub id: &'a str,
+    pub cfg: &'a Config,
+    /// Read end of the exec fifo (O_RDONLY|O_NONBLOCK): the child waits on it for `start`.
+    pub fifo: OwnedFd,
+    pub no_pivot: bool,
+    pub preserve_fds: u32,
+    /// `run` in the foreground with process.terminal: the process keeps our terminal.
+    pub inherit_tty: bool,
+    pub cgroup_paths: Vec<(PathBuf, PathBuf)>,
+}
+
+pub struct Spawned {
+    /// The container's first process, in our pid namespace.
+    pub pid: i32,
+    /// Our direct child (the same as `pid` except on the double-fork slow path).
+    pub child: i32,
+}
+
+/// Kill and reap the child if create fails half way.
+struct Reaper {
+    pids: Vec<i32>,
+    armed: bool,
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        for &p in self.pids.iter().rev() {
+            // SAFETY: signalling and reaping our own (or our subreaped) children.
+            unsafe {
+                libc::kill(p, libc::SIGKILL);
+            }
+        }
+        for &p in &self.pids {
+            // SAFETY: as above.
+            unsafe {
+                libc::waitpid(p, std::ptr::null_mut(), 0);
+            }
+        }
+    }
+}
+
+fn setns_path(path: &std::path::Path, flag: libc::c_int, what: &str) -> Result<()> {
+    let f = std::fs::File::open(path)
+        .with_context(|| format!("open {what} namespace {}", path.display()))?;
+    nix::sched::setns(&f, nix::sched::CloneFlags::from_bits_retain(flag))
+        .with_context(|| format!("join {what} namespace {}", path.display()))
+}
+
+/// Start the container's first process and bring it to the point where it waits for
+/// `start`. Returns once the child said Ready.
+pub fn spawn(o: &Options) -> Result<Spawned> {
+    let plan = NsPlan::from_config(o.cfg);
+    let (parent_ch, child_ch) = Channel::pair()?;
+    // A pid namespace given by path is joined here: setns(CLONE_NEWPID) only affects the
+    // children we create, and the one we are about to create is the container.
+    if let Some((_, p)) = plan
+        .join
+        .iter()
+        .find(|(t, _)| *t == LinuxNamespaceType::Pid)
+    {
+        setns_path(p, libc::CLONE_NEWPID, "pid")?;
+    }
+    let fast = plan.fast();
+    // The cgroup namespace is unshared by the child once it sits in its cgroup.
+    let clone_flags = if fast {
+        plan.new & !libc::CLONE_NEWCGROUP
+    } else {
+        0
+    };
+    let pid = crate::sys::clone3(clone_flags as u32 as u64, None)?;
+    if pid == 0 {
+        drop(parent_ch);
+        init::main(child_ch, o, &plan, fast);
+    }
+    drop(child_ch);
+    let mut reaper = Reaper {
+        pids: vec![pid],
+        armed: true,
+    };
+    let mut init_pid = pid;
+    let linux = o.cfg.spec.linux().as_ref();
+    let uid_maps = linux
+        .and_then(|l| l.uid_mappings().clone())
+        .unwrap_or_default();
+    let gid_maps = linux
+        .and_then(|l| l.gid_mappings().clone())
+        .unwrap_or_default();
+    if fast && plan.has_new(libc::CLONE_NEWUSER) {
+        idmap::write(pid, &uid_maps, &gid_maps)?;
+        parent_ch.send(&Msg::Mapped)?;
+    }
+    // cgroups are attached here, while the child sets up its mounts.
+    parent_ch.send(&Msg::CgroupsJoined)?;
+    loop {
+        match parent_ch.recv()? {
+            Some(Msg::MapMe) => {
+                idmap::write(pid, &uid_maps, &gid_maps)?;
+                parent_ch.send(&Msg::Mapped)?;
+            }
+            Some(Msg::Pid(p)) => {
+                init_pid = p;
+                reaper.pids.push(p);
+                // The intermediate process exits right after telling us; reap it.
+                // SAFETY: waiting for our own child.
+                unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+            }
+            Some(Msg::Log { level, msg }) => {
+                crate::log::log(crate::log::Level::parse(&level), &msg)
+            }
+            Some(Msg::Ready) => break,
+            Some(Msg::Error { msg }) => return Err(anyhow!(msg)),
+            Some(m) => bail!("unexpected message from the container process: {m:?}"),
+            None => {
+                let mut status = 0;
+                // SAFETY: reaping our own child.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+                reaper.pids.retain(|&p| p != pid);
+                bail!(
+                    "container process exited during setup ({})",
+                    describe_status(status)
+                );
+            }
+        }
+    }
+    reaper.armed = false;
+    let _ = parent_ch.raw().as_raw_fd();
+    Ok(Spawned {
+        pid: init_pid,
+        child: pid,
+    })
+}
+
+pub fn describe_status(status: i32) -> String {
+    if libc::WIFEXITED(status) {
+        format!("exit status {}", libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        format!("killed by signal {}", libc::WTERMSIG(status))
+    } else {
+        format!("wait status {status}")
+    }
+}
