@@ -189,13 +189,16 @@ pub fn open_in_root(root: &OwnedFd, path: &Path, kind: Create) -> Result<OwnedFd
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) && kind != Create::No => {}
         Err(e) => return Err(e).with_context(|| format!("open {} in the rootfs", path.display())),
     }
-    let comps: Vec<Component> = rel.components().collect();
+    // Create what is missing along the path as the container would see it: symlinks
+    // (dangling ones too) are followed, but always inside the root.
+    let resolved = resolve_lexically(root, &rel)?;
+    let strict = RESOLVE_IN_ROOT | sys::RESOLVE_NO_SYMLINKS;
     let mut prefix = PathBuf::new();
     let mut parent = openat2(root.as_raw_fd(), Path::new("."), flags, 0, resolve)?;
-    for (i, c) in comps.iter().enumerate() {
+    for (i, c) in resolved.iter().enumerate() {
         prefix.push(c);
-        let last = i + 1 == comps.len();
-        match openat2(root.as_raw_fd(), &prefix, flags, 0, resolve) {
+        let last = i + 1 == resolved.len();
+        match openat2(root.as_raw_fd(), &prefix, flags, 0, strict) {
             Ok(fd) => {
                 parent = fd;
                 continue;
@@ -205,7 +208,7 @@ pub fn open_in_root(root: &OwnedFd, path: &Path, kind: Create) -> Result<OwnedFd
                 return Err(e).with_context(|| format!("open {} in the rootfs", prefix.display()))
             }
         }
-        let name = sys::cstr(c.as_os_str())?;
+        let name = sys::cstr(c)?;
         // The parent is an O_PATH fd; *at() calls accept it as a directory fd.
         if last && kind == Create::File {
             // SAFETY: valid dirfd and C string; O_NOFOLLOW|O_EXCL never follows a planted link.
@@ -243,11 +246,61 @@ pub fn open_in_root(root: &OwnedFd, path: &Path, kind: Create) -> Result<OwnedFd
                 }
             }
         }
-        parent = openat2(root.as_raw_fd(), &prefix, flags, 0, resolve).with_context(|| {
+        parent = openat2(root.as_raw_fd(), &prefix, flags, 0, strict).with_context(|| {
             format!("open {} in the rootfs after creating it", prefix.display())
         })?;
     }
     Ok(parent)
+}
+
+/// The symlink-free path, relative to `root`, that `rel` names inside it: `..` stops at the
+/// root and absolute link targets start again from the root (what RESOLVE_IN_ROOT does),
+/// but components that do not exist yet are kept, so that they can be created.
+fn resolve_lexically(root: &OwnedFd, rel: &Path) -> Result<Vec<std::ffi::OsString>> {
+    let mut todo: std::collections::VecDeque<std::ffi::OsString> =
+        rel.components().map(|c| c.as_os_str().to_owned()).collect();
+    let mut cur: Vec<std::ffi::OsString> = vec![];
+    let mut links = 0;
+    while let Some(c) = todo.pop_front() {
+        if c == "." || c == "/" {
+            continue;
+        }
+        if c == ".." {
+            cur.pop();
+            continue;
+        }
+        let dir: PathBuf = if cur.is_empty() {
+            PathBuf::from(".")
+        } else {
+            cur.iter().collect()
+        };
+        let target = openat2(
+            root.as_raw_fd(),
+            &dir,
+            (libc::O_PATH | libc::O_CLOEXEC) as u64,
+            0,
+            RESOLVE_IN_ROOT | sys::RESOLVE_NO_SYMLINKS,
+        )
+        .ok()
+        .and_then(|d| nix::fcntl::readlinkat(Some(d.as_raw_fd()), c.as_os_str()).ok());
+        match target {
+            Some(t) => {
+                links += 1;
+                if links > 40 {
+                    bail!("too many levels of symbolic links in {}", rel.display());
+                }
+                let t = PathBuf::from(t);
+                if t.is_absolute() {
+                    cur.clear();
+                }
+                for (i, tc) in t.components().enumerate() {
+                    todo.insert(i, tc.as_os_str().to_owned());
+                }
+            }
+            None => cur.push(c),
+        }
+    }
+    Ok(cur)
 }
 
 pub struct Ctx<'a> {
