@@ -7,8 +7,7 @@ use serde_json::json;
 
 fn mountinfo_line<'a>(mi: &'a str, mountpoint: &str) -> &'a str {
     mi.lines()
-        .filter(|l| l.split(' ').nth(4) == Some(mountpoint))
-        .next_back()
+        .rfind(|l| l.split(' ').nth(4) == Some(mountpoint))
         .unwrap_or_else(|| panic!("{mountpoint} not mounted:\n{mi}"))
 }
 
