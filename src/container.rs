@@ -33,6 +33,7 @@ pub struct CreateOpts {
 struct Undo {
     dir: Option<PathBuf>,
     pids: Vec<i32>,
+    cgroup: Option<crate::cgroups::Cgroup>,
 }
 
 impl Drop for Undo {
@@ -44,6 +45,9 @@ impl Drop for Undo {
                 libc::waitpid(p, std::ptr::null_mut(), 0);
             }
         }
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.remove();
+        }
         if let Some(d) = self.dir.take() {
             let _ = std::fs::remove_dir_all(d);
         }
@@ -52,9 +56,6 @@ impl Drop for Undo {
 
 pub fn create(g: &Global, o: &CreateOpts) -> Result<(State, Spawned)> {
     crate::state::valid_id(&o.id)?;
-    if g.systemd_cgroup {
-        bail!("--systemd-cgroup: the systemd cgroup driver is not supported by husk yet");
-    }
     let cfg = config::load(&o.bundle)?;
     let process = cfg
         .spec
@@ -73,7 +74,19 @@ pub fn create(g: &Global, o: &CreateOpts) -> Result<(State, Spawned)> {
     let mut undo = Undo {
         dir: Some(dir.clone()),
         pids: vec![],
+        cgroup: None,
     };
+    let resources = cfg
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().clone());
+    let cgroup = crate::cgroups::Cgroup::plan(&cfg.spec, &o.id, g.systemd_cgroup)?
+        .create(resources.as_ref())?;
+    undo.cgroup = cgroup.clone();
+    if let (Some(cg), Some(r)) = (&cgroup, &resources) {
+        cg.apply(r)?;
+    }
     let fifo_path = dir.join(FIFO);
     nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o622))
         .with_context(|| format!("mkfifo {}", fifo_path.display()))?;
@@ -98,7 +111,8 @@ pub fn create(g: &Global, o: &CreateOpts) -> Result<(State, Spawned)> {
         no_pivot: o.no_pivot,
         preserve_fds: o.preserve_fds,
         inherit_tty: terminal && o.foreground,
-        cgroup_paths: vec![],
+        cgroup_paths: cgroup.as_ref().map(|c| c.mount_map()).unwrap_or_default(),
+        cgroup: cgroup.as_ref(),
     };
     let spawned = spawn::spawn(&opts)?;
     undo.pids = vec![spawned.pid];
@@ -117,7 +131,11 @@ pub fn create(g: &Global, o: &CreateOpts) -> Result<(State, Spawned)> {
             .map(|u| u.name)
             .unwrap_or_default(),
         annotations,
-        cgroup_paths: vec![],
+        cgroup_paths: cgroup.as_ref().map(|c| c.paths()).unwrap_or_default(),
+        cgroup_owned: cgroup
+            .as_ref()
+            .map(|c| c.created.clone())
+            .unwrap_or_default(),
         own_pidns: spawn::NsPlan::from_config(&cfg).has_new(libc::CLONE_NEWPID),
         oci_version: cfg.spec.version().clone(),
     };
@@ -127,6 +145,7 @@ pub fn create(g: &Global, o: &CreateOpts) -> Result<(State, Spawned)> {
     }
     undo.dir = None;
     undo.pids.clear();
+    undo.cgroup = None;
     Ok((st, spawned))
 }
 
@@ -301,7 +320,7 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<()> {
             s.as_str()
         ),
     }
-    crate::cgroups::remove(&st.cgroup_paths)?;
+    crate::cgroups::remove(&st.cgroup_owned)?;
     std::fs::remove_dir_all(store.dir(id))
         .with_context(|| format!("remove {}", store.dir(id).display()))?;
     Ok(())

@@ -46,6 +46,9 @@ pub struct State {
     /// cgroup directories the container owns, one per hierarchy (absolute paths).
     #[serde(default)]
     pub cgroup_paths: Vec<PathBuf>,
+    /// The cgroup directories this container created: removed by delete.
+    #[serde(default)]
+    pub cgroup_owned: Vec<PathBuf>,
     /// Whether the container has its own pid namespace (kill --all / delete semantics).
     #[serde(default)]
     pub own_pidns: bool,

@@ -68,6 +68,8 @@ pub struct Options<'a> {
     /// `run` in the foreground with process.terminal: the process keeps our terminal.
     pub inherit_tty: bool,
     pub cgroup_paths: Vec<(PathBuf, PathBuf)>,
+    /// The container's cgroup, already created, or None (rootless without delegation).
+    pub cgroup: Option<&'a crate::cgroups::Cgroup>,
 }
 
 pub struct Spawned {
@@ -131,7 +133,19 @@ pub fn spawn(o: &Options) -> Result<Spawned> {
     } else {
         0
     };
-    let pid = crate::sys::clone3(clone_flags as u32 as u64, None)?;
+    // On cgroup v2 the child is born in its cgroup (no later write to cgroup.procs).
+    let v2fd = o.cgroup.and_then(|c| c.v2_fd());
+    let (pid, into_v2) = match crate::sys::clone3(
+        clone_flags as u32 as u64,
+        v2fd.as_ref().map(|f| f.as_raw_fd()),
+    ) {
+        Ok(pid) => (pid, v2fd.is_some()),
+        Err(e) if v2fd.is_some() => {
+            crate::debug!("clone3 into the cgroup failed ({e:#}); attaching afterwards");
+            (crate::sys::clone3(clone_flags as u32 as u64, None)?, false)
+        }
+        Err(e) => return Err(e),
+    };
     if pid == 0 {
         drop(parent_ch);
         init::main(child_ch, o, &plan, fast);
@@ -154,6 +168,9 @@ pub fn spawn(o: &Options) -> Result<Spawned> {
         parent_ch.send(&Msg::Mapped)?;
     }
     // cgroups are attached here, while the child sets up its mounts.
+    if let Some(cg) = o.cgroup {
+        cg.attach(pid, into_v2)?;
+    }
     parent_ch.send(&Msg::CgroupsJoined)?;
     loop {
         match parent_ch.recv()? {
