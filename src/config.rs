@@ -18,6 +18,11 @@ pub struct Config {
 
 /// Parse config.json text, naming the JSON path of any error.
 pub fn parse(text: &[u8]) -> Result<Spec> {
+    parse_as(text)
+}
+
+/// Parse any spec type, naming the JSON path of any error.
+pub fn parse_as<T: serde::de::DeserializeOwned>(text: &[u8]) -> Result<T> {
     let de = &mut serde_json::Deserializer::from_slice(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

@@ -399,3 +399,37 @@ fn wait_forwarding(set: &nix::sys::signal::SigSet, pid: i32) -> i32 {
         }
     }
 }
+
+pub fn pause(g: &Global, id: &str) -> Result<()> {
+    let store = g.store();
+    let st = store.load(id)?;
+    let _lock = store.lock(id)?;
+    match st.status(&store) {
+        Status::Running => crate::cgroups::freeze(&st.cgroup_paths, true),
+        s => bail!("cannot pause container {id}: it is {}", s.as_str()),
+    }
+}
+
+pub fn resume(g: &Global, id: &str) -> Result<()> {
+    let store = g.store();
+    let st = store.load(id)?;
+    let _lock = store.lock(id)?;
+    match st.status(&store) {
+        Status::Paused => crate::cgroups::freeze(&st.cgroup_paths, false),
+        s => bail!(
+            "cannot resume container {id}: it is {}, not paused",
+            s.as_str()
+        ),
+    }
+}
+
+/// A running (or paused/created) container's stored state; stopped ones are an error.
+pub fn live_state(g: &Global, id: &str) -> Result<(State, Status)> {
+    let store = g.store();
+    let st = store.load(id)?;
+    let s = st.status(&store);
+    if s == Status::Stopped {
+        bail!("container {id} is not running");
+    }
+    Ok((st, s))
+}

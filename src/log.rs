@@ -59,7 +59,13 @@ pub fn init(path: Option<&std::path::Path>, json: bool, debug: bool) -> anyhow::
         ),
         None => None,
     };
-    let min = if debug { Level::Debug } else { Level::Info };
+    let min = if debug {
+        Level::Debug
+    } else if path.is_some() {
+        Level::Info
+    } else {
+        Level::Warn
+    };
     *LOGGER.lock().unwrap_or_else(|e| e.into_inner()) = Some(Logger {
         file,
         json,
@@ -128,11 +134,8 @@ pub fn log(level: Level, msg: &str) {
         Some(f) => {
             let _ = f.write_all(format_line(level, msg, l.json).as_bytes());
         }
-        None => {
-            if level >= Level::Warn {
-                eprintln!("{}", format_line(level, msg, false).trim_end());
-            }
-        }
+        // Without --log, warnings (and with --debug, everything) go to stderr.
+        None => eprintln!("{}", format_line(level, msg, l.json).trim_end()),
     }
 }
 

@@ -90,6 +90,35 @@ enum Cmd {
         #[arg(long, short = 'q')]
         quiet: bool,
     },
+    /// Freeze every process of a container
+    Pause { id: String },
+    /// Thaw a paused container
+    Resume { id: String },
+    /// List the processes of a container
+    Ps {
+        #[arg(long, short = 'f', default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        id: String,
+        /// Arguments for ps(1) (default -ef)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Update a container's resource limits
+    Update {
+        #[command(flatten)]
+        flags: husk::cli::update::Flags,
+        id: String,
+    },
+    /// Print container events (stats, OOM) as JSON
+    Events {
+        /// Print one stats event and exit
+        #[arg(long)]
+        stats: bool,
+        /// Interval between stats events
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        id: String,
+    },
     /// Write a default config.json
     Spec {
         #[arg(long, short = 'b', default_value = ".")]
@@ -151,6 +180,19 @@ fn real_main(cli: Cli) -> Result<i32> {
             return container::run(&g, &create_opts(create, !detach), detach)
         }
         Cmd::List { format, quiet } => husk::cli::list::run(&g, &format, quiet)?,
+        Cmd::Pause { id } => container::pause(&g, &id)?,
+        Cmd::Resume { id } => container::resume(&g, &id)?,
+        Cmd::Ps {
+            format,
+            id,
+            ps_args,
+        } => husk::cli::ps::run(&g, &id, &format, &ps_args)?,
+        Cmd::Update { flags, id } => husk::cli::update::run(&g, &id, &flags)?,
+        Cmd::Events {
+            stats,
+            interval,
+            id,
+        } => husk::cli::events::run(&g, &id, stats, &interval)?,
         Cmd::Spec { .. } => unreachable!(),
     }
     Ok(0)

@@ -167,9 +167,8 @@ impl Cgroup {
         let v1c = self.v1_controllers();
         for (h, dir) in &self.dirs {
             if h.v2 {
-                let avail =
-                    std::fs::read_to_string(dir.parent().unwrap_or(dir).join("cgroup.controllers"))
-                        .unwrap_or_default();
+                let avail = std::fs::read_to_string(h.mountpoint.join("cgroup.controllers"))
+                    .unwrap_or_default();
                 let avail: Vec<String> = avail.split_whitespace().map(String::from).collect();
                 let wanted: Vec<&str> =
                     ["memory", "cpu", "cpuset", "pids", "io", "hugetlb", "rdma"]
@@ -180,6 +179,10 @@ impl Cgroup {
                                 && needs(r, c)
                         })
                         .collect();
+                crate::debug!(
+                    "cgroup v2 {}: controllers {wanted:?} (available {avail:?}, v1 has {v1c:?})",
+                    dir.display()
+                );
                 if wanted.is_empty() && r.unified().as_ref().is_none_or(|u| u.is_empty()) {
                     continue;
                 }
@@ -452,6 +455,225 @@ fn remove_one(p: &Path) -> anyhow::Result<()> {
         "remove cgroup {}: still busy after 10s",
         p.display()
     ))
+}
+
+impl Cgroup {
+    /// The cgroup of a stored container, from the directories recorded in its state.
+    pub fn from_paths(paths: &[PathBuf]) -> Cgroup {
+        let hs = hierarchies();
+        let dirs = paths
+            .iter()
+            .filter_map(|p| {
+                hs.iter()
+                    .find(|h| p.starts_with(&h.mountpoint))
+                    .map(|h| (h.clone(), p.clone()))
+            })
+            .collect();
+        Cgroup {
+            dirs,
+            created: vec![],
+        }
+    }
+}
+
+/// Freeze (pause) or thaw (resume) the container: freezer.state on v1, cgroup.freeze on v2.
+pub fn freeze(paths: &[PathBuf], frozen: bool) -> Result<()> {
+    if let Some(dir) = paths.iter().find(|p| p.join("freezer.state").exists()) {
+        let want = if frozen { "FROZEN" } else { "THAWED" };
+        for _ in 0..1000 {
+            write(dir, "freezer.state", want)?;
+            let now = std::fs::read_to_string(dir.join("freezer.state")).unwrap_or_default();
+            if now.trim() == want {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        bail!(
+            "{}: still not {want} after 1s",
+            dir.join("freezer.state").display()
+        );
+    }
+    if let Some(dir) = paths.iter().find(|p| p.join("cgroup.freeze").exists()) {
+        write(dir, "cgroup.freeze", if frozen { "1" } else { "0" })?;
+        let want = if frozen { "frozen 1" } else { "frozen 0" };
+        for _ in 0..1000 {
+            if std::fs::read_to_string(dir.join("cgroup.events"))
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l == want)
+            {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        bail!(
+            "{}: not {want} after 1s",
+            dir.join("cgroup.events").display()
+        );
+    }
+    bail!("the container has no freezer cgroup (rootless without delegation?)")
+}
+
+fn read_u64(dir: &Path, file: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(dir.join(file)).ok()?;
+    let s = s.trim();
+    if s == "max" {
+        return Some(u64::MAX);
+    }
+    s.parse().ok()
+}
+
+fn read_kv(dir: &Path, file: &str) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    for l in std::fs::read_to_string(dir.join(file))
+        .unwrap_or_default()
+        .lines()
+    {
+        let mut it = l.split_whitespace();
+        if let (Some(k), Some(v)) = (it.next(), it.next()) {
+            if let Ok(n) = v.parse::<u64>() {
+                m.insert(k.to_string(), n.into());
+            }
+        }
+    }
+    m
+}
+
+fn blkio_entries(dir: &Path, file: &str) -> serde_json::Value {
+    let mut v = vec![];
+    for l in std::fs::read_to_string(dir.join(file))
+        .unwrap_or_default()
+        .lines()
+    {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() == 3 {
+            if let (Some((maj, min)), Ok(val)) = (f[0].split_once(':'), f[2].parse::<u64>()) {
+                v.push(serde_json::json!({"major": maj.parse::<u64>().unwrap_or(0), "minor": min.parse::<u64>().unwrap_or(0), "op": f[1], "value": val}));
+            }
+        }
+    }
+    serde_json::Value::Array(v)
+}
+
+/// runc's `events --stats` data object, read from whichever hierarchy has each controller.
+pub fn stats(paths: &[PathBuf]) -> serde_json::Value {
+    use serde_json::json;
+    let cg = Cgroup::from_paths(paths);
+    let find = |file: &str| {
+        cg.dirs
+            .iter()
+            .map(|(_, d)| d.clone())
+            .find(|d| d.join(file).exists())
+    };
+    let mut data = serde_json::Map::new();
+    if let Some(d) = find("cpuacct.usage") {
+        let percpu: Vec<u64> = std::fs::read_to_string(d.join("cpuacct.usage_percpu"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let st = read_kv(&d, "cpuacct.stat");
+        let tick = 1_000_000_000u64 / 100;
+        let thr = find("cpu.cfs_period_us")
+            .map(|c| read_kv(&c, "cpu.stat"))
+            .unwrap_or_default();
+        data.insert(
+            "cpu".into(),
+            json!({"usage": {"total": read_u64(&d, "cpuacct.usage").unwrap_or(0), "percpu": percpu,
+                             "kernel": st.get("system").and_then(|v| v.as_u64()).unwrap_or(0) * tick,
+                             "user": st.get("user").and_then(|v| v.as_u64()).unwrap_or(0) * tick},
+                   "throttling": {"periods": thr.get("nr_periods").cloned().unwrap_or(0.into()), "throttledPeriods": thr.get("nr_throttled").cloned().unwrap_or(0.into()),
+                                  "throttledTime": thr.get("throttled_time").cloned().unwrap_or(0.into())}}),
+        );
+    } else if let Some(d) = find("cpu.stat").filter(|d| d.join("cgroup.controllers").exists()) {
+        let st = read_kv(&d, "cpu.stat");
+        let g = |k: &str| st.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+        data.insert(
+            "cpu".into(),
+            json!({"usage": {"total": g("usage_usec") * 1000, "kernel": g("system_usec") * 1000, "user": g("user_usec") * 1000},
+                   "throttling": {"periods": g("nr_periods"), "throttledPeriods": g("nr_throttled"), "throttledTime": g("throttled_usec") * 1000}}),
+        );
+    }
+    if let Some(d) = find("memory.usage_in_bytes") {
+        let e = |p: &str| {
+            json!({"limit": read_u64(&d, &format!("{p}.limit_in_bytes")).unwrap_or(0), "usage": read_u64(&d, &format!("{p}.usage_in_bytes")).unwrap_or(0),
+                                 "max": read_u64(&d, &format!("{p}.max_usage_in_bytes")).unwrap_or(0), "failcnt": read_u64(&d, &format!("{p}.failcnt")).unwrap_or(0)})
+        };
+        data.insert("memory".into(), json!({"usage": e("memory"), "swap": e("memory.memsw"), "kernel": e("memory.kmem"), "kernelTCP": e("memory.kmem.tcp"), "raw": read_kv(&d, "memory.stat")}));
+    } else if let Some(d) = find("memory.current") {
+        data.insert(
+            "memory".into(),
+            json!({"usage": {"usage": read_u64(&d, "memory.current").unwrap_or(0), "limit": read_u64(&d, "memory.max").unwrap_or(0), "max": read_u64(&d, "memory.peak").unwrap_or(0), "failcnt": 0},
+                   "swap": {"usage": read_u64(&d, "memory.swap.current").unwrap_or(0), "limit": read_u64(&d, "memory.swap.max").unwrap_or(0)},
+                   "raw": read_kv(&d, "memory.stat")}),
+        );
+    }
+    if let Some(d) = find("pids.current") {
+        let limit = read_u64(&d, "pids.max")
+            .map(|v| if v == u64::MAX { 0 } else { v })
+            .unwrap_or(0);
+        data.insert(
+            "pids".into(),
+            json!({"current": read_u64(&d, "pids.current").unwrap_or(0), "limit": limit}),
+        );
+    }
+    if let Some(d) = find("blkio.throttle.io_service_bytes") {
+        data.insert(
+            "blkio".into(),
+            json!({"ioServiceBytesRecursive": blkio_entries(&d, "blkio.throttle.io_service_bytes"), "ioServicedRecursive": blkio_entries(&d, "blkio.throttle.io_serviced")}),
+        );
+    }
+    let mut huge = serde_json::Map::new();
+    for (h, d) in &cg.dirs {
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let size = if h.v2 {
+                n.strip_prefix("hugetlb.")
+                    .and_then(|x| x.strip_suffix(".current"))
+            } else {
+                n.strip_prefix("hugetlb.")
+                    .and_then(|x| x.strip_suffix(".usage_in_bytes"))
+            };
+            if let Some(size) = size {
+                let (max, fail) = if h.v2 {
+                    (
+                        format!("hugetlb.{size}.max"),
+                        format!("hugetlb.{size}.events"),
+                    )
+                } else {
+                    (
+                        format!("hugetlb.{size}.max_usage_in_bytes"),
+                        format!("hugetlb.{size}.failcnt"),
+                    )
+                };
+                let failcnt = if h.v2 {
+                    read_kv(d, &fail)
+                        .get("max")
+                        .and_then(|v| v.as_u64())
+                        .unwrap_or(0)
+                } else {
+                    read_u64(d, &fail).unwrap_or(0)
+                };
+                huge.insert(size.to_string(), json!({"usage": read_u64(d, &n).unwrap_or(0), "max": read_u64(d, &max).map(|v| if v == u64::MAX { 0 } else { v }).unwrap_or(0), "failcnt": failcnt}));
+            }
+        }
+    }
+    if !huge.is_empty() {
+        data.insert("hugetlb".into(), huge.into());
+    }
+    serde_json::Value::Object(data)
+}
+
+/// How many times the kernel's OOM killer has killed in the container's memory cgroup.
+pub fn oom_kills(paths: &[PathBuf]) -> u64 {
+    for p in paths {
+        for f in ["memory.oom_control", "memory.events"] {
+            if let Some(v) = read_kv(p, f).get("oom_kill").and_then(|v| v.as_u64()) {
+                return v;
+            }
+        }
+    }
+    0
 }
 
 #[cfg(test)]
