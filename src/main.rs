@@ -106,7 +106,7 @@ enum Cmd {
     /// Update a container's resource limits
     Update {
         #[command(flatten)]
-        flags: husk::cli::update::Flags,
+        flags: Box<husk::cli::update::Flags>,
         id: String,
     },
     /// Print container events (stats, OOM) as JSON
