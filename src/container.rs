@@ -63,10 +63,10 @@ pub fn create(g: &Global, o: &CreateOpts) -> Result<(State, Spawned)> {
         .as_ref()
         .ok_or_else(|| anyhow!("process: missing"))?;
     let terminal = process.terminal().unwrap_or(false);
-    if o.console_socket.is_some() {
-        bail!("--console-socket: terminal support is not implemented yet");
+    if o.console_socket.is_some() && !terminal {
+        bail!("--console-socket was given but process.terminal is false");
     }
-    if terminal && !o.foreground {
+    if terminal && o.console_socket.is_none() && !o.foreground {
         bail!("process.terminal is true but no --console-socket was given");
     }
     let store = g.store();
@@ -110,9 +110,13 @@ pub fn create(g: &Global, o: &CreateOpts) -> Result<(State, Spawned)> {
         fifo,
         no_pivot: o.no_pivot,
         preserve_fds: o.preserve_fds,
-        inherit_tty: terminal && o.foreground,
+        inherit_tty: terminal && o.foreground && o.console_socket.is_none(),
         cgroup_paths: cgroup.as_ref().map(|c| c.mount_map()).unwrap_or_default(),
         cgroup: cgroup.as_ref(),
+        console: match &o.console_socket {
+            Some(p) => Some(crate::tty::connect(p)?),
+            None => None,
+        },
     };
     let spawned = spawn::spawn(&opts)?;
     undo.pids = vec![spawned.pid];

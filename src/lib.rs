@@ -9,3 +9,4 @@ pub mod rootless;
 pub mod spawn;
 pub mod state;
 pub mod sys;
+pub mod tty;

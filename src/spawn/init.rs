@@ -186,6 +186,10 @@ fn run(ch: &Channel, o: &Options, plan: &NsPlan, fast: bool) -> Result<Infallibl
         }
     }
 
+    if let Some(sock) = &o.console {
+        crate::tty::setup(sock, process.console_size(), process.user().uid())?;
+    }
+
     // 3. the process
     process::set_rlimits(process)?;
     let caps = process::cap_plan(process.capabilities().as_ref())?;

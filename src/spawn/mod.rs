@@ -70,6 +70,8 @@ pub struct Options<'a> {
     pub cgroup_paths: Vec<(PathBuf, PathBuf)>,
     /// The container's cgroup, already created, or None (rootless without delegation).
     pub cgroup: Option<&'a crate::cgroups::Cgroup>,
+    /// Connected `--console-socket` (process.terminal).
+    pub console: Option<OwnedFd>,
 }
 
 pub struct Spawned {

@@ -1,0 +1,84 @@
+//! process.terminal with --console-socket: the master arrives over the socket (SCM_RIGHTS),
+//! the process sees a pty of its own devpts as stdio and controlling terminal.
+
+mod common;
+use common::*;
+use serde_json::json;
+use std::io::{IoSliceMut, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+
+fn recv_fd(l: &UnixListener) -> OwnedFd {
+    let (conn, _) = l.accept().unwrap();
+    let mut buf = [0u8; 256];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = nix::sys::socket::recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .unwrap();
+    for c in msg.cmsgs().unwrap() {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the fd was just received and is ours.
+            return unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        }
+    }
+    panic!("no fd received over the console socket");
+}
+
+#[test]
+fn console_socket_gets_the_pty_master() {
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "tty; stty size; ls -l /dev/console | cut -c1; echo done",
+    ]);
+    b.edit(|c| {
+        c["process"]["terminal"] = json!(true);
+        c["process"]["consoleSize"] = json!({"height": 25, "width": 99});
+    });
+    let sock = b.tmp.path().join("console.sock");
+    let l = UnixListener::bind(&sock).unwrap();
+    let h = std::thread::spawn(move || recv_fd(&l));
+    ok(&b.create_with("tty1", &["--console-socket", sock.to_str().unwrap()]));
+    let master = h.join().unwrap();
+    ok(&b.cmd(&["start", "tty1"]));
+    let mut f = std::fs::File::from(master);
+    let mut out = String::new();
+    let mut buf = [0u8; 4096];
+    while !out.contains("done") {
+        match f.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    assert!(out.contains("/dev/pts/0"), "{out}");
+    assert!(out.contains("25 99"), "{out}");
+    assert!(
+        out.contains("\r\nc\r\n"),
+        "/dev/console is not the pty: {out}"
+    );
+    b.wait_status("tty1", "stopped");
+    ok(&b.cmd(&["delete", "tty1"]));
+}
+
+#[test]
+fn console_socket_needs_terminal_and_terminal_needs_a_socket() {
+    let b = Bundle::new(&["true"]);
+    let o = b.create_with("tty2", &["--console-socket", "/nonexistent.sock"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("process.terminal is false"),
+        "{}",
+        stderr(&o)
+    );
+    let mut b = b;
+    b.edit(|c| c["process"]["terminal"] = json!(true));
+    let o = b.create_with("tty3", &["--console-socket", "/nonexistent.sock"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("/nonexistent.sock"), "{}", stderr(&o));
+    assert!(!b.state_root().join("tty3").exists());
+}

@@ -1,0 +1,128 @@
+//! process.terminal: the pty is made inside the container (its own devpts instance), the
+//! master goes to the caller over `--console-socket` with SCM_RIGHTS (what conmon and
+//! containerd's shim expect), and the slave becomes the process's stdio and controlling
+//! terminal, bind-mounted at /dev/console.
+
+use anyhow::{bail, Context, Result};
+use oci_spec::runtime::Box as ConsoleSize;
+use std::io::IoSlice;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+/// Connect to the console socket (in the parent, before clone: after pivot_root the path
+/// is out of reach).
+pub fn connect(path: &Path) -> Result<OwnedFd> {
+    let s = std::os::unix::net::UnixStream::connect(path)
+        .with_context(|| format!("connect to --console-socket {}", path.display()))?;
+    Ok(OwnedFd::from(s))
+}
+
+/// In the container, after pivot_root: make the pty, send the master, take the slave.
+pub fn setup(sock: &OwnedFd, size: Option<ConsoleSize>, uid: u32) -> Result<()> {
+    // SAFETY: plain open of the container's /dev/ptmx; the fd is owned below.
+    let m = unsafe {
+        libc::open(
+            c"/dev/ptmx".as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if m < 0 {
+        bail!(
+            "open /dev/ptmx in the container: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    // SAFETY: fresh fd.
+    let master = unsafe { OwnedFd::from_raw_fd(m) };
+    let mut unlock: libc::c_int = 0;
+    let mut n: libc::c_uint = 0;
+    // SAFETY: ioctls on the master with properly typed arguments.
+    unsafe {
+        if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &mut unlock) < 0 {
+            bail!("unlock the pty: {}", std::io::Error::last_os_error());
+        }
+        if libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut n) < 0 {
+            bail!("get the pty number: {}", std::io::Error::last_os_error());
+        }
+    }
+    let slave_path = format!("/dev/pts/{n}");
+    let c = std::ffi::CString::new(slave_path.clone())?;
+    // SAFETY: valid C string.
+    let s = unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    if s < 0 {
+        bail!("open {slave_path}: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: fresh fd.
+    let slave = unsafe { OwnedFd::from_raw_fd(s) };
+    if let Some(sz) = size {
+        let ws = libc::winsize {
+            ws_row: sz.height() as u16,
+            ws_col: sz.width() as u16,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ with a winsize struct.
+        if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &ws) } < 0 {
+            bail!("process.consoleSize: {}", std::io::Error::last_os_error());
+        }
+    }
+    // SAFETY: fchown of our own fd.
+    unsafe { libc::fchown(slave.as_raw_fd(), uid, u32::MAX) };
+    bind_console(&slave_path);
+    let fds = [master.as_raw_fd()];
+    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+    let name = b"/dev/ptmx";
+    nix::sys::socket::sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[IoSlice::new(name)],
+        &cmsg,
+        nix::sys::socket::MsgFlags::empty(),
+        None,
+    )
+    .context("send the pty master over --console-socket")?;
+    drop(master);
+    // SAFETY: terminal ioctls and dup2 onto stdio of our own process.
+    unsafe {
+        if libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) < 0 {
+            bail!(
+                "make {slave_path} the controlling terminal: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        for fd in 0..3 {
+            if libc::dup2(slave.as_raw_fd(), fd) < 0 {
+                bail!(
+                    "dup2 the pty to fd {fd}: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// /dev/console is the container's terminal; best effort (a read-only /dev keeps the host's).
+fn bind_console(slave: &str) {
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/dev/console");
+    let src = std::ffi::CString::new(slave).unwrap_or_default();
+    // SAFETY: valid C strings.
+    let r = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            c"/dev/console".as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    };
+    if r < 0 {
+        crate::debug!(
+            "bind {slave} at /dev/console: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
