@@ -45,16 +45,20 @@ fn env() -> &'static Env {
             root,
             conf,
         };
-        let tar = Command::new("tar")
+        let tarball = root.join("rootfs.tar");
+        let t = Command::new("tar")
             .arg("-C")
             .arg(&rootfs)
-            .args(["-c", "."])
-            .stdout(Stdio::piped())
-            .spawn()
+            .arg("-cf")
+            .arg(&tarball)
+            .arg(".")
+            .status()
             .unwrap();
+        assert!(t.success(), "tar the test rootfs");
         let o = podman_cmd(&e)
-            .args(["import", "-", "localhost/husk-busybox"])
-            .stdin(tar.stdout.unwrap())
+            .args(["import"])
+            .arg(&tarball)
+            .arg("localhost/husk-busybox")
             .output()
             .unwrap();
         assert!(o.status.success(), "podman import: {}", stderr(&o));
