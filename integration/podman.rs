@@ -45,7 +45,7 @@ fn env() -> &'static Env {
             root,
             conf,
         };
-        let tarball = root.join("rootfs.tar");
+        let tarball = e.root.join("rootfs.tar");
         let t = Command::new("tar")
             .arg("-C")
             .arg(&rootfs)
