@@ -131,6 +131,18 @@ pub fn spawn(o: &Options) -> Result<Spawned> {
     } else {
         0
     };
+    if fast {
+        crate::debug!("spawn: one clone3 into new namespaces {clone_flags:#x}");
+    } else {
+        crate::debug!(
+            "spawn: clone3 without namespaces; the child joins {:?} and then creates {:#x}",
+            plan.join
+                .iter()
+                .map(|(t, _)| crate::config::ns_name(*t))
+                .collect::<Vec<_>>(),
+            plan.new
+        );
+    }
     let pid = crate::sys::clone3(clone_flags as u32 as u64, None)?;
     if pid == 0 {
         drop(parent_ch);
