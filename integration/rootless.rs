@@ -751,3 +751,31 @@ fn cgroups_are_skipped_unless_delegated() {
     r.edit(|c| c["linux"]["resources"] = json!({"devices": [{"allow": false, "access": "rwm"}]}));
     ok(&r.run("devices"));
 }
+
+#[test]
+fn root_writes_several_ranges_directly() {
+    // As root husk writes the maps itself, any number of ranges of any ids.
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "echo --- uid; cat /proc/self/uid_map; echo --- gid; cat /proc/self/gid_map",
+    ]);
+    let uid = vec![(0, 300000, 1000), (1000, 400000, 1000), (65534, 500000, 1)];
+    let gid = vec![(0, 310000, 100), (100, 410000, 10), (65534, 510000, 1)];
+    let as_json = |m: &[(u32, u32, u32)]| -> Value {
+        m.iter()
+            .map(|(c, h, s)| json!({"containerID": c, "hostID": h, "size": s}))
+            .collect()
+    };
+    b.edit(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = as_json(&uid);
+        c["linux"]["gidMappings"] = as_json(&gid);
+    });
+    let out = ok(&b.run("ranges"));
+    assert_eq!(parse_map(section(&out, "uid")), uid);
+    assert_eq!(parse_map(section(&out, "gid")), gid);
+}
