@@ -779,3 +779,178 @@ fn root_writes_several_ranges_directly() {
     assert_eq!(parse_map(section(&out, "uid")), uid);
     assert_eq!(parse_map(section(&out, "gid")), gid);
 }
+
+/// The mirror and suite this machine's apt uses (first stanza of debian.sources); the
+/// debootstrap default mirror is not reachable from the test machines.
+fn apt_mirror() -> (String, String) {
+    let f = "/etc/apt/sources.list.d/debian.sources";
+    let text = std::fs::read_to_string(f).unwrap_or_else(|e| panic!("read {f}: {e}"));
+    let first = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .map(String::from)
+            .unwrap_or_else(|| panic!("no {key} line in {f}"))
+    };
+    (first("URIs:"), first("Suites:"))
+}
+
+const DEBIAN_CACHE: &str = "/var/cache/husk-test/debian-rootfs";
+
+/// A minimal Debian root filesystem, built once with debootstrap and kept in DEBIAN_CACHE.
+fn debian_rootfs() -> PathBuf {
+    let cache = PathBuf::from(DEBIAN_CACHE);
+    let parent = cache.parent().unwrap().to_path_buf();
+    let marker = parent.join("debian-rootfs.complete");
+    std::fs::create_dir_all(&parent).unwrap();
+    // One builder at a time (tests of several checkouts may run at once).
+    let lock = std::fs::File::create(parent.join(".lock")).unwrap();
+    // SAFETY: flock on an fd we own; released when `lock` is dropped.
+    assert_eq!(
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
+        0
+    );
+    if marker.exists() && cache.join("usr/bin/apt-get").exists() {
+        return cache;
+    }
+    assert!(
+        Path::new("/usr/sbin/debootstrap").exists(),
+        "debootstrap not found: run hack/deps as root (it installs debootstrap)"
+    );
+    let (mirror, suite) = apt_mirror();
+    let partial = parent.join("debian-rootfs.partial");
+    let _ = std::fs::remove_dir_all(&partial);
+    let _ = std::fs::remove_file(&marker);
+    eprintln!("building {DEBIAN_CACHE} with debootstrap {suite} from {mirror} (minutes, once)");
+    let o = Command::new("/usr/sbin/debootstrap")
+        .args(["--variant=minbase", &suite])
+        .arg(&partial)
+        .arg(&mirror)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "debootstrap {suite} {mirror} failed:\n{}\n{}",
+        stdout(&o)
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        stderr(&o)
+    );
+    let _ = std::fs::remove_dir_all(&cache);
+    std::fs::rename(&partial, &cache).unwrap();
+    std::fs::write(&marker, format!("{suite} {mirror}\n")).unwrap();
+    cache
+}
+
+/// Give a root filesystem made by host root to the user's mapping: id 0 -> the user's own
+/// id, id n -> subordinate id start + n - 1 (what podman's storage does for rootless).
+fn shift_ownership(p: &Path, u: &User) {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::symlink_metadata(p).unwrap();
+    let map = |id: u32, own: u32, (start, size): (u32, u32)| -> u32 {
+        match id {
+            0 => own,
+            n if n <= size => start + n - 1,
+            n => panic!("{} is owned by id {n}, outside the mapping", p.display()),
+        }
+    };
+    std::os::unix::fs::lchown(
+        p,
+        Some(map(md.uid(), u.uid, u.subuid)),
+        Some(map(md.gid(), u.gid, u.subgid)),
+    )
+    .unwrap();
+    if md.file_type().is_symlink() {
+        return;
+    }
+    // chown clears setuid and setgid bits: put the mode back.
+    if md.mode() & 0o6000 != 0 {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(md.mode() & 0o7777)).unwrap();
+    }
+    if md.is_dir() {
+        for e in std::fs::read_dir(p).unwrap() {
+            shift_ownership(&e.unwrap().path(), u);
+        }
+    }
+}
+
+/// The whole path a rootless podman user takes with a Debian image: apt (whose download
+/// sandbox switches to the _apt user with setgroups/setgid/setuid), dpkg unpacking files
+/// as root, and su to nobody.
+#[test]
+fn debian_apt_and_su_as_the_user() {
+    let cache = debian_rootfs();
+    let script = r#"set -e
+rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*
+mkdir -p /srv/repo/pkg/DEBIAN /srv/repo/pkg/usr/share/husk-hello
+printf 'Package: husk-hello\nVersion: 1.0\nArchitecture: all\nMaintainer: husk <husk@example.invalid>\nDescription: husk test package\n' >/srv/repo/pkg/DEBIAN/control
+echo hello >/srv/repo/pkg/usr/share/husk-hello/greeting
+cd /srv/repo
+dpkg-deb --root-owner-group -b pkg husk-hello_1.0_all.deb >/dev/null
+rm -rf pkg
+{ dpkg-deb -f husk-hello_1.0_all.deb
+  echo "Filename: ./husk-hello_1.0_all.deb"
+  echo "Size: $(stat -c %s husk-hello_1.0_all.deb)"
+  echo "SHA256: $(sha256sum husk-hello_1.0_all.deb | cut -d' ' -f1)"
+  echo; } >Packages
+chmod -R a+rX /srv/repo
+echo 'deb [trusted=yes] file:/srv/repo ./' >/etc/apt/sources.list.d/local.list
+echo --- update
+apt-get update 2>&1
+echo --- install
+DEBIAN_FRONTEND=noninteractive apt-get install -y husk-hello 2>&1
+echo --- hello
+cat /usr/share/husk-hello/greeting
+stat -c %U:%G /usr/share/husk-hello/greeting
+echo --- su
+su -s /bin/sh nobody -c id
+"#;
+    let mut r = Rootless::new(&["sh", "-c", script]);
+    let rootfs = r.dir.join("rootfs");
+    std::fs::remove_dir_all(&rootfs).unwrap();
+    let o = Command::new("cp")
+        .arg("-a")
+        .arg(&cache)
+        .arg(&rootfs)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "cp -a {DEBIAN_CACHE}: {}", stderr(&o));
+    shift_ownership(&rootfs, &r.user);
+    r.edit(|c| {
+        c["root"]["readonly"] = json!(false);
+        c["process"]["env"] = json!([
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME=/root"
+        ]);
+    });
+    let out = ok(&r.run("debian"));
+    let update = section(&out, "update");
+    assert!(update.contains("file:/srv/repo ./ Packages"), "{out}");
+    // apt's sandbox could drop to _apt: no fallback to downloading as root, no failed
+    // setgroups/setgid/setuid.
+    for bad in [
+        "unsandboxed",
+        "setgroups",
+        "seteuid",
+        "Operation not permitted",
+        "E: ",
+    ] {
+        assert!(
+            !update.contains(bad),
+            "apt-get update said {bad:?}:\n{update}"
+        );
+    }
+    assert!(
+        section(&out, "install").contains("Setting up husk-hello (1.0)"),
+        "{out}"
+    );
+    assert_eq!(section(&out, "hello"), "hello\nroot:root\n");
+    assert_eq!(
+        section(&out, "su"),
+        "uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)\n"
+    );
+}
