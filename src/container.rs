@@ -69,6 +69,9 @@ pub fn create(g: &Global, o: &CreateOpts) -> Result<(State, Spawned)> {
     if terminal && o.console_socket.is_none() && !o.foreground {
         bail!("process.terminal is true but no --console-socket was given");
     }
+    if !nix::unistd::geteuid().is_root() {
+        crate::rootless::check_cgroups(&cfg.spec)?;
+    }
     let store = g.store();
     let dir = store.create_dir(&o.id)?;
     let mut undo = Undo {

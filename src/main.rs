@@ -133,10 +133,19 @@ fn default_root() -> Result<PathBuf> {
     if nix::unistd::geteuid().is_root() {
         return Ok(PathBuf::from("/run/husk"));
     }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) if !d.is_empty() => Ok(PathBuf::from(d).join("husk")),
+    let d = match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
         _ => bail!("--root is not given and XDG_RUNTIME_DIR is not set: cannot choose a state directory for an unprivileged user"),
+    };
+    let rwx = nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK;
+    if let Err(e) = nix::unistd::access(&d, rwx) {
+        bail!(
+            "XDG_RUNTIME_DIR {} is not a directory this user can write to ({}): give --root DIR",
+            d.display(),
+            e.desc()
+        );
     }
+    Ok(d.join("husk"))
 }
 
 fn create_opts(a: CreateArgs, foreground: bool) -> CreateOpts {

@@ -1,7 +1,10 @@
-//! Rootless specifics: the `spec --rootless` config.
+//! Rootless specifics: the `spec --rootless` config, and what an unprivileged caller may
+//! expect from cgroups.
 
 use anyhow::{bail, Result};
+use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
+use std::path::PathBuf;
 
 /// Parse /etc/subuid or /etc/subgid: the ranges granted to `name` or `id`.
 pub fn sub_ranges(text: &str, name: &str, id: u32) -> Vec<(u32, u32)> {
@@ -95,6 +98,75 @@ pub fn apply(spec: &mut Value) -> Result<()> {
     Ok(())
 }
 
+/// The first of the caller's own cgroup directories that it cannot write to: cgroups are
+/// delegated to an unprivileged user only when all of them are writable.
+fn undelegated_cgroup() -> Option<PathBuf> {
+    for h in crate::cgroups::hierarchies() {
+        if h.controllers.starts_with("name=") {
+            continue;
+        }
+        let own = crate::cgroups::own_path(&h).unwrap_or_else(|| "/".into());
+        let rel = own
+            .strip_prefix(h.root.as_str())
+            .unwrap_or(&own)
+            .trim_start_matches('/')
+            .to_string();
+        let dir = if rel.is_empty() {
+            h.mountpoint.clone()
+        } else {
+            h.mountpoint.join(rel)
+        };
+        if nix::unistd::access(&dir, nix::unistd::AccessFlags::W_OK).is_err() {
+            return Some(dir);
+        }
+    }
+    None
+}
+
+/// The `linux.resources` sections that ask for a limit (devices are not one: a rootless
+/// container only sees the devices that are bind-mounted into it).
+pub fn requested_limits(spec: &Spec) -> Vec<String> {
+    let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) else {
+        return vec![];
+    };
+    let Ok(Value::Object(m)) = serde_json::to_value(r) else {
+        return vec![];
+    };
+    fn empty(v: &Value) -> bool {
+        match v {
+            Value::Null => true,
+            Value::Array(a) => a.is_empty(),
+            Value::Object(o) => o.values().all(empty),
+            _ => false,
+        }
+    }
+    m.iter()
+        .filter(|(k, v)| k.as_str() != "devices" && !empty(v))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// For an unprivileged caller: without delegated cgroups the container runs in the
+/// caller's cgroup (said in the debug log); limits it cannot apply are refused, not ignored.
+pub fn check_cgroups(spec: &Spec) -> Result<()> {
+    let uid = nix::unistd::geteuid();
+    let Some(dir) = undelegated_cgroup() else {
+        crate::debug!("cgroups: the caller's cgroups are writable by uid {uid}");
+        return Ok(());
+    };
+    crate::debug!(
+        "cgroups: {} is not writable by uid {uid} (not delegated): skipping cgroups, the container stays in the caller's cgroup",
+        dir.display()
+    );
+    if let Some(field) = requested_limits(spec).first() {
+        bail!(
+            "linux.resources.{field}: cannot apply limits: cgroups are not delegated to uid {uid} (no write access to {})",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,5 +182,25 @@ mod tests {
         assert_eq!(m[1]["containerID"], 1);
         assert_eq!(m[2]["containerID"], 65537);
         assert_eq!(m[2]["hostID"], 400000);
+    }
+    #[test]
+    fn limits_requested() {
+        let spec = |res: &str| -> Spec {
+            serde_json::from_str(&format!(
+                r#"{{"ociVersion":"1.0.2","linux":{{"resources":{res}}}}}"#
+            ))
+            .unwrap()
+        };
+        let none: Vec<String> = vec![];
+        assert_eq!(requested_limits(&spec("{}")), none);
+        assert_eq!(
+            requested_limits(&spec(r#"{"devices":[{"allow":false,"access":"rwm"}]}"#)),
+            none
+        );
+        assert_eq!(requested_limits(&spec(r#"{"memory":{}}"#)), none);
+        assert_eq!(
+            requested_limits(&spec(r#"{"pids":{"limit":10}}"#)),
+            vec!["pids".to_string()]
+        );
     }
 }

@@ -345,8 +345,12 @@ pub fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
             String::new()
         };
         let mp = PathBuf::from(unescape(pre[4]));
+        // The same hierarchy can be mounted more than once (a container's rootfs that binds
+        // the host's /sys, for one): the first mount of it is the one to use.
         if out.iter().any(|h| {
-            h.mountpoint == mp || (!h.v2 && h.controllers == controllers && fstype == "cgroup")
+            h.mountpoint == mp
+                || (h.v2 && fstype == "cgroup2")
+                || (!h.v2 && h.controllers == controllers && fstype == "cgroup")
         }) {
             continue;
         }
@@ -692,5 +696,16 @@ mod tests {
         assert_eq!(h[1].controllers, "cpu");
         assert_eq!(h[2].controllers, "name=systemd");
         assert_eq!(h[3].controllers, "net_cls,net_prio");
+    }
+    #[test]
+    fn hierarchies_mounted_twice_count_once() {
+        let t = "31 24 0:27 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+                 32 24 0:28 / /sys/fs/cgroup/cpu rw,nosuid - cgroup cgroup rw,cpu\n\
+                 90 80 0:27 / /b/rootfs/sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+                 91 80 0:28 / /b/rootfs/sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n";
+        let h = parse_mountinfo(t);
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[0].mountpoint, PathBuf::from("/sys/fs/cgroup/unified"));
+        assert_eq!(h[1].mountpoint, PathBuf::from("/sys/fs/cgroup/cpu"));
     }
 }

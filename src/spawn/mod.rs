@@ -135,6 +135,18 @@ pub fn spawn(o: &Options) -> Result<Spawned> {
     } else {
         0
     };
+    if fast {
+        crate::debug!("spawn: one clone3 into new namespaces {clone_flags:#x}");
+    } else {
+        crate::debug!(
+            "spawn: clone3 without namespaces; the child joins {:?} and then creates {:#x}",
+            plan.join
+                .iter()
+                .map(|(t, _)| crate::config::ns_name(*t))
+                .collect::<Vec<_>>(),
+            plan.new
+        );
+    }
     // On cgroup v2 the child is born in its cgroup (no later write to cgroup.procs).
     let v2fd = o.cgroup.and_then(|c| c.v2_fd());
     let (pid, into_v2) = match crate::sys::clone3(

@@ -557,7 +557,13 @@ fn mount_entry(ctx: &Ctx, root: &OwnedFd, m: &Mount) -> Result<()> {
                         | libc::MS_REMOUNT
                         | (opts.flags & !libc::MS_REMOUNT)
                         | locked_flags(&top);
-                    let _ = mount(None, &sys::fd_path(&top), None, fl, None);
+                    mount(None, &sys::fd_path(&top), None, fl, None).with_context(|| {
+                        format!(
+                            "remount the bound /sys at {} with {:?}",
+                            dest.display(),
+                            m.options()
+                        )
+                    })?;
                 }
             }
             "mqueue" => {
@@ -650,9 +656,10 @@ fn mount_cgroups(ctx: &Ctx, root: &OwnedFd, dest: &Path, opts: &MountOptions) ->
                     None,
                     &sys::fd_path(&top),
                     None,
-                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | flags,
+                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | flags | locked_flags(&top),
                     None,
-                )?;
+                )
+                .context("remount the container's cgroup2 directory read-only")?;
             }
         }
         return Ok(());
