@@ -1,4 +1,5 @@
 //! One file per subcommand; each is thin: parse → call the library.
 
+pub mod exec;
 pub mod list;
 pub mod spec;

@@ -1,6 +1,7 @@
 //! The process model: one clone3 straight into the namespaces the config asks for, a
 //! typed conversation over a socketpair (sync.rs), and the child's steps in order (init.rs).
 
+pub mod exec;
 pub mod idmap;
 pub mod init;
 pub mod process;
