@@ -61,6 +61,7 @@ pub fn create(g: &Global, o: &CreateOpts) -> Result<(State, Spawned)> {
         .process()
         .as_ref()
         .ok_or_else(|| anyhow!("process: missing"))?;
+    host_support(&cfg)?;
     let terminal = process.terminal().unwrap_or(false);
     if o.console_socket.is_some() {
         bail!("--console-socket: terminal support is not implemented yet");
@@ -128,6 +129,29 @@ pub fn create(g: &Global, o: &CreateOpts) -> Result<(State, Spawned)> {
     undo.dir = None;
     undo.pids.clear();
     Ok((st, spawned))
+}
+
+/// What the config asks of the host beyond namespaces and cgroups: LSM labels, Intel RDT.
+fn host_support(cfg: &config::Config) -> Result<()> {
+    let linux = cfg.spec.linux().as_ref();
+    if let Some(p) = cfg.spec.process() {
+        spawn::process::lsm_labels(p, linux)?;
+    }
+    if linux.and_then(|l| l.intel_rdt().as_ref()).is_some() {
+        let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| {
+                l.split(" - ")
+                    .nth(1)
+                    .is_some_and(|t| t.starts_with("resctrl "))
+            });
+        if !mounted {
+            bail!("linux.intelRdt: not supported on this host (no resctrl filesystem is mounted at /sys/fs/resctrl)");
+        }
+        bail!("linux.intelRdt: not implemented by husk yet");
+    }
+    Ok(())
 }
 
 fn write_pid_file(p: &Path, pid: i32) -> Result<()> {
