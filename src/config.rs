@@ -137,6 +137,30 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         {
             bail!("linux.timeOffsets cannot be applied to a time namespace joined by path");
         }
+        if let Some(offsets) = l.time_offsets().as_ref().filter(|t| !t.is_empty()) {
+            if !has(LinuxNamespaceType::Time) {
+                bail!("linux.timeOffsets needs a time namespace in linux.namespaces");
+            }
+            for (clock, o) in offsets {
+                if clock != "boottime" && clock != "monotonic" {
+                    bail!("linux.timeOffsets {clock:?}: only \"boottime\" and \"monotonic\" can be offset");
+                }
+                if o.nanosecs().unwrap_or(0) >= 1_000_000_000 {
+                    bail!("linux.timeOffsets {clock:?}: nanosecs must be below 1000000000");
+                }
+            }
+        }
+        if let Some(sysctl) = l.sysctl() {
+            crate::spawn::sysctl::check(sysctl, has)?;
+        }
+        if let Some(f) = l
+            .personality()
+            .as_ref()
+            .and_then(|p| p.flags().as_ref())
+            .and_then(|f| f.first())
+        {
+            bail!("linux.personality.flags: {f:?} is not supported (the spec defines no flags)");
+        }
     }
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         if m.destination().as_os_str().is_empty() {

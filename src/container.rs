@@ -62,6 +62,7 @@ pub fn create(g: &Global, o: &CreateOpts) -> Result<(State, Spawned)> {
         .process()
         .as_ref()
         .ok_or_else(|| anyhow!("process: missing"))?;
+    host_support(&cfg)?;
     let terminal = process.terminal().unwrap_or(false);
     if o.console_socket.is_some() && !terminal {
         bail!("--console-socket was given but process.terminal is false");
@@ -154,6 +155,29 @@ pub fn create(g: &Global, o: &CreateOpts) -> Result<(State, Spawned)> {
     undo.pids.clear();
     undo.cgroup = None;
     Ok((st, spawned))
+}
+
+/// What the config asks of the host beyond namespaces and cgroups: LSM labels, Intel RDT.
+fn host_support(cfg: &config::Config) -> Result<()> {
+    let linux = cfg.spec.linux().as_ref();
+    if let Some(p) = cfg.spec.process() {
+        spawn::process::lsm_labels(p, linux)?;
+    }
+    if linux.and_then(|l| l.intel_rdt().as_ref()).is_some() {
+        let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| {
+                l.split(" - ")
+                    .nth(1)
+                    .is_some_and(|t| t.starts_with("resctrl "))
+            });
+        if !mounted {
+            bail!("linux.intelRdt: not supported on this host (no resctrl filesystem is mounted at /sys/fs/resctrl)");
+        }
+        bail!("linux.intelRdt: not implemented by husk yet");
+    }
+    Ok(())
 }
 
 fn write_pid_file(p: &Path, pid: i32) -> Result<()> {
@@ -358,10 +382,7 @@ pub fn run(g: &Global, o: &CreateOpts, detach: bool) -> Result<i32> {
     }
     let (st, spawned) = create(g, o)?;
     // Signals that arrive from here on are forwarded to the container.
-    let mut set = nix::sys::signal::SigSet::all();
-    for s in [nix::sys::signal::SIGKILL, nix::sys::signal::SIGSTOP] {
-        set.remove(s);
-    }
+    let set = forwarded_signals();
     if !detach {
         set.thread_block().ok();
     }
@@ -377,6 +398,18 @@ pub fn run(g: &Global, o: &CreateOpts, detach: bool) -> Result<i32> {
     Ok(code)
 }
 
+/// Every signal but SIGKILL and SIGSTOP: blocked while husk waits in the foreground, and
+/// passed on to the container's process by wait_forwarding.
+fn forwarded_signals() -> nix::sys::signal::SigSet {
+    let mut set = nix::sys::signal::SigSet::all();
+    for s in [nix::sys::signal::SIGKILL, nix::sys::signal::SIGSTOP] {
+        set.remove(s);
+    }
+    set
+}
+
+/// Reap `pid` (and any orphan handed to us), passing on every signal in `set` (which the
+/// caller has blocked) to it. Returns its exit status, 128+signal if killed, as runc does.
 fn wait_forwarding(set: &nix::sys::signal::SigSet, pid: i32) -> i32 {
     loop {
         // Reap whatever has exited: the container's process, or orphans reparented to us.
@@ -439,4 +472,62 @@ pub fn live_state(g: &Global, id: &str) -> Result<(State, Status)> {
         bail!("container {id} is not running");
     }
     Ok((st, s))
+}
+
+pub struct ExecOpts {
+    /// The process to run: from --process, or the container's process with the CLI's changes.
+    pub process: oci_spec::runtime::Process,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: u32,
+}
+
+/// `exec`: run another process in a created or running container. In the foreground,
+/// wait for it forwarding signals and return its exit status; with `detach`, return 0 as
+/// soon as it runs.
+pub fn exec(
+    g: &Global,
+    st: &State,
+    linux: Option<&oci_spec::runtime::Linux>,
+    o: &ExecOpts,
+) -> Result<i32> {
+    let store = g.store();
+    match st.status(&store) {
+        Status::Stopped => bail!("cannot exec in a stopped container {}", st.id),
+        Status::Paused => bail!(
+            "cannot exec in a paused container {}: resume it first",
+            st.id
+        ),
+        _ => {}
+    }
+    spawn::process::lsm_labels(&o.process, linux)?;
+    let set = forwarded_signals();
+    let old_mask = nix::sys::signal::SigSet::thread_get_mask().context("read the signal mask")?;
+    if !o.detach {
+        // From here on signals wait for wait_forwarding, which passes them on.
+        set.thread_block().ok();
+    }
+    let pid = spawn::exec::spawn(&spawn::exec::ExecOptions {
+        init_pid: st.pid,
+        init_start: st.pid_start,
+        process: &o.process,
+        linux,
+        cgroup_paths: &st.cgroup_paths,
+        preserve_fds: o.preserve_fds,
+        sigmask: old_mask,
+    })?;
+    if let Some(p) = &o.pid_file {
+        if let Err(e) = write_pid_file(p, pid) {
+            // SAFETY: killing and reaping the process we just started.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+            return Err(e);
+        }
+    }
+    if o.detach {
+        return Ok(0);
+    }
+    Ok(wait_forwarding(&set, pid))
 }

@@ -83,6 +83,8 @@ enum Cmd {
         #[arg(long, short = 'd')]
         detach: bool,
     },
+    /// Run another process in a container
+    Exec(husk::cli::exec::ExecArgs),
     /// List containers
     List {
         #[arg(long, short = 'f', default_value = "table", value_parser = ["table", "json"])]
@@ -188,6 +190,7 @@ fn real_main(cli: Cli) -> Result<i32> {
         Cmd::Run { create, detach } => {
             return container::run(&g, &create_opts(create, !detach), detach)
         }
+        Cmd::Exec(a) => return husk::cli::exec::run(&g, a),
         Cmd::List { format, quiet } => husk::cli::list::run(&g, &format, quiet)?,
         Cmd::Pause { id } => container::pause(&g, &id)?,
         Cmd::Resume { id } => container::resume(&g, &id)?,

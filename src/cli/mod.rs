@@ -1,6 +1,7 @@
 //! One file per subcommand; each is thin: parse → call the library.
 
 pub mod events;
+pub mod exec;
 pub mod list;
 pub mod ps;
 pub mod spec;

@@ -2,7 +2,7 @@
 //! order the kernel needs: namespaces, mounts, identity, capabilities, then wait for start.
 
 use super::sync::{Channel, Msg};
-use super::{process, rootfs, NsPlan, Options};
+use super::{process, rootfs, sysctl, NsPlan, Options};
 use anyhow::{anyhow, bail, Context, Result};
 use oci_spec::runtime::LinuxNamespaceType;
 use std::convert::Infallible;
@@ -124,6 +124,9 @@ fn run(ch: &Channel, o: &Options, plan: &NsPlan, fast: bool) -> Result<Infallibl
             nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(rest))
                 .with_context(|| format!("unshare namespaces {rest:#x}"))?;
         }
+        if rest & libc::CLONE_NEWTIME != 0 {
+            write_time_offsets(&plan.time_offsets)?;
+        }
         if rest & (libc::CLONE_NEWPID | libc::CLONE_NEWTIME) != 0 {
             // New pid and time namespaces take effect for children only: fork once more.
             w.wait(&Msg::CgroupsJoined)?;
@@ -150,10 +153,7 @@ fn run(ch: &Channel, o: &Options, plan: &NsPlan, fast: bool) -> Result<Infallibl
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
             .context("unshare the cgroup namespace")?;
     }
-    if let Some(adj) = process.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-            .with_context(|| format!("process.oomScoreAdj {adj}"))?;
-    }
+    process::set_oom_score_adj(process)?;
     if !o.inherit_tty {
         nix::unistd::setsid().context("setsid")?;
     }
@@ -175,6 +175,8 @@ fn run(ch: &Channel, o: &Options, plan: &NsPlan, fast: bool) -> Result<Infallibl
         cgroup_paths: &o.cgroup_paths,
     };
     rootfs::setup(&ctx)?;
+    // /proc is mounted and /proc/sys not yet read-only.
+    sysctl::apply(spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()))?;
     rootfs::finish(spec)?;
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(h).with_context(|| format!("set hostname {h:?}"))?;
@@ -192,6 +194,8 @@ fn run(ch: &Channel, o: &Options, plan: &NsPlan, fast: bool) -> Result<Infallibl
 
     // 3. the process
     process::set_rlimits(process)?;
+    process::set_scheduler(process)?;
+    process::set_io_priority(process)?;
     let caps = process::cap_plan(process.capabilities().as_ref())?;
     process::switch_user_and_caps(process, &caps)?;
     let cwd = process.cwd();
@@ -202,6 +206,7 @@ fn run(ch: &Channel, o: &Options, plan: &NsPlan, fast: bool) -> Result<Infallibl
     if process.no_new_privileges().unwrap_or(false) {
         process::no_new_privs()?;
     }
+    process::set_personality(spec.linux().as_ref())?;
     let exec = process::prepare_exec(process)?;
     crate::sys::cloexec_from(3 + o.preserve_fds)?;
     w.wait(&Msg::CgroupsJoined)?;
@@ -210,6 +215,24 @@ fn run(ch: &Channel, o: &Options, plan: &NsPlan, fast: bool) -> Result<Infallibl
     ch.send(&Msg::Ready)?;
     wait_for_start(o.fifo.as_raw_fd())?;
     Err(exec.exec())
+}
+
+/// linux.timeOffsets, into the time namespace we just unshared (it applies to our children:
+/// no process may have entered it yet).
+fn write_time_offsets(offsets: &[(String, i64, u32)]) -> Result<()> {
+    let text: String = offsets
+        .iter()
+        .map(|(clock, secs, nanos)| format!("{clock} {secs} {nanos}\n"))
+        .collect();
+    if text.is_empty() {
+        return Ok(());
+    }
+    std::fs::write("/proc/self/timens_offsets", &text).with_context(|| {
+        format!(
+            "linux.timeOffsets: write {:?} to /proc/self/timens_offsets",
+            text.trim_end()
+        )
+    })
 }
 
 /// Block until `husk start` writes to the exec fifo. The fifo was opened O_RDONLY|O_NONBLOCK

@@ -1,11 +1,13 @@
 //! The process model: one clone3 straight into the namespaces the config asks for, a
 //! typed conversation over a socketpair (sync.rs), and the child's steps in order (init.rs).
 
+pub mod exec;
 pub mod idmap;
 pub mod init;
 pub mod process;
 pub mod rootfs;
 pub mod sync;
+pub mod sysctl;
 
 use crate::config::{ns_flag, Config};
 use anyhow::{anyhow, bail, Context, Result};
@@ -21,6 +23,8 @@ pub struct NsPlan {
     pub new: libc::c_int,
     /// Namespaces to join, user first (order matters for permissions).
     pub join: Vec<(LinuxNamespaceType, PathBuf)>,
+    /// linux.timeOffsets to write before the first process enters the new time namespace.
+    pub time_offsets: Vec<(String, i64, u32)>,
 }
 
 impl NsPlan {
@@ -40,6 +44,21 @@ impl NsPlan {
         }
         p.join
             .sort_by_key(|(t, _)| if *t == LinuxNamespaceType::User { 0 } else { 1 });
+        if p.has_new(libc::CLONE_NEWTIME) {
+            let linux = cfg.spec.linux().as_ref();
+            for (clock, o) in linux
+                .and_then(|l| l.time_offsets().as_ref())
+                .into_iter()
+                .flatten()
+            {
+                p.time_offsets.push((
+                    clock.clone(),
+                    o.secs().unwrap_or(0),
+                    o.nanosecs().unwrap_or(0),
+                ));
+            }
+            p.time_offsets.sort();
+        }
         p
     }
     pub fn has_new(&self, flag: libc::c_int) -> bool {
@@ -49,12 +68,15 @@ impl NsPlan {
         self.join.iter().any(|(x, _)| *x == t)
     }
     /// One clone with every new namespace works unless a user namespace (new or joined)
-    /// must come in a different order relative to namespaces joined by path.
+    /// must come in a different order relative to namespaces joined by path, or a new time
+    /// namespace needs offsets (written after unshare, before any process is in it).
     pub fn fast(&self) -> bool {
         let user_involved =
             self.has_new(libc::CLONE_NEWUSER) || self.joins(LinuxNamespaceType::User);
         let others_joined = self.join.iter().any(|(t, _)| *t != LinuxNamespaceType::Pid);
-        !(self.joins(LinuxNamespaceType::User) || (user_involved && others_joined))
+        !(self.joins(LinuxNamespaceType::User)
+            || (user_involved && others_joined)
+            || !self.time_offsets.is_empty())
     }
 }
 

@@ -327,3 +327,179 @@ fn home_of(uid: u32) -> String {
     }
     "/".into()
 }
+
+/// process.scheduler through sched_setattr(2), before capabilities are dropped (real-time
+/// policies and negative nice values need CAP_SYS_NICE).
+pub fn set_scheduler(p: &Process) -> Result<()> {
+    use oci_spec::runtime::{LinuxSchedulerFlag as F, LinuxSchedulerPolicy as P};
+    let Some(s) = p.scheduler() else {
+        return Ok(());
+    };
+    // The kernel's struct sched_attr, version 0 (48 bytes).
+    #[repr(C)]
+    struct SchedAttr {
+        size: u32,
+        policy: u32,
+        flags: u64,
+        nice: i32,
+        priority: u32,
+        runtime: u64,
+        deadline: u64,
+        period: u64,
+    }
+    let policy = match s.policy() {
+        P::SchedOther => 0,
+        P::SchedFifo => 1,
+        P::SchedRr => 2,
+        P::SchedBatch => 3,
+        P::SchedIso => 4,
+        P::SchedIdle => 5,
+        P::SchedDeadline => 6,
+    };
+    let mut flags = 0u64;
+    for f in s.flags().iter().flatten() {
+        flags |= match f {
+            F::SchedResetOnFork => 0x01,
+            F::SchedFlagReclaim => 0x02,
+            F::SchedFlagDLOverrun => 0x04,
+            F::SchedFlagKeepPolicy => 0x08,
+            F::SchedFlagKeepParams => 0x10,
+            F::SchedFlagUtilClampMin => 0x20,
+            F::SchedFlagUtilClampMax => 0x40,
+        };
+    }
+    let nice = s.nice().unwrap_or(0);
+    if !(-20..=19).contains(&nice) {
+        bail!("process.scheduler.nice {nice}: must be between -20 and 19");
+    }
+    let priority = s.priority().unwrap_or(0);
+    let priority = u32::try_from(priority)
+        .map_err(|_| anyhow!("process.scheduler.priority {priority}: must not be negative"))?;
+    let attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        policy,
+        flags,
+        nice,
+        priority,
+        runtime: s.runtime().unwrap_or(0),
+        deadline: s.deadline().unwrap_or(0),
+        period: s.period().unwrap_or(0),
+    };
+    // SAFETY: a sched_attr of the kernel's version-0 layout, for ourselves (pid 0).
+    if unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) } < 0 {
+        bail!(
+            "process.scheduler (policy {}, nice {nice}, priority {priority}): sched_setattr: {}",
+            s.policy(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+/// process.ioPriority through ioprio_set(2) for ourselves.
+pub fn set_io_priority(p: &Process) -> Result<()> {
+    use oci_spec::runtime::IOPriorityClass as C;
+    let Some(io) = p.io_priority() else {
+        return Ok(());
+    };
+    let class: i64 = match io.class() {
+        C::IoprioClassRt => 1,
+        C::IoprioClassBe => 2,
+        C::IoprioClassIdle => 3,
+    };
+    let prio = io.priority();
+    if !(0..=7).contains(&prio) {
+        bail!("process.ioPriority.priority {prio}: must be between 0 and 7");
+    }
+    const IOPRIO_WHO_PROCESS: i64 = 1;
+    // SAFETY: plain syscall on ourselves (who = 0).
+    if unsafe {
+        libc::syscall(
+            libc::SYS_ioprio_set,
+            IOPRIO_WHO_PROCESS,
+            0,
+            (class << 13) | prio,
+        )
+    } < 0
+    {
+        bail!(
+            "process.ioPriority (class {}, priority {prio}): ioprio_set: {}",
+            io.class(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+/// linux.personality: the execution domain (LINUX or LINUX32). No flags are defined.
+pub fn set_personality(linux: Option<&oci_spec::runtime::Linux>) -> Result<()> {
+    use oci_spec::runtime::LinuxPersonalityDomain as D;
+    let Some(p) = linux.and_then(|l| l.personality().as_ref()) else {
+        return Ok(());
+    };
+    if let Some(f) = p.flags().as_ref().and_then(|f| f.first()) {
+        bail!("linux.personality.flags: {f:?} is not supported (the spec defines no flags)");
+    }
+    let persona: libc::c_ulong = match p.domain() {
+        D::PerLinux => 0x0000,
+        D::PerLinux32 => 0x0008,
+    };
+    // SAFETY: plain syscall; only changes our execution domain.
+    if unsafe { libc::personality(persona) } < 0 {
+        bail!(
+            "linux.personality {}: {}",
+            p.domain(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+/// process.oomScoreAdj (lowering it needs CAP_SYS_RESOURCE).
+pub fn set_oom_score_adj(p: &Process) -> Result<()> {
+    if let Some(adj) = p.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .with_context(|| format!("process.oomScoreAdj {adj}"))?;
+    }
+    Ok(())
+}
+
+/// process.apparmorProfile, process.selinuxLabel and linux.mountLabel. husk does not
+/// implement either LSM: where the LSM is disabled the labels are ignored (as runc does),
+/// where it is enabled asking for a label is an error rather than a silent downgrade.
+/// Runs in husk itself, before any process is created (it reads the host's /sys).
+pub fn lsm_labels(p: &Process, linux: Option<&oci_spec::runtime::Linux>) -> Result<()> {
+    let apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.starts_with('Y'));
+    let selinux = Path::new("/sys/fs/selinux/enforce").exists();
+    let labels = [
+        (
+            "process.apparmorProfile",
+            p.apparmor_profile().as_deref(),
+            apparmor,
+            "AppArmor",
+        ),
+        (
+            "process.selinuxLabel",
+            p.selinux_label().as_deref(),
+            selinux,
+            "SELinux",
+        ),
+        (
+            "linux.mountLabel",
+            linux.and_then(|l| l.mount_label().as_deref()),
+            selinux,
+            "SELinux",
+        ),
+    ];
+    for (field, value, enabled, lsm) in labels {
+        let Some(v) = value.filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        if enabled {
+            bail!("{field} {v:?}: {lsm} is enabled on this host but husk does not support {lsm} labels yet");
+        }
+        crate::debug!("{field} {v:?} ignored: {lsm} is not enabled on this host");
+    }
+    Ok(())
+}
