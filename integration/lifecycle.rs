@@ -162,15 +162,26 @@ fn kill_all_reaches_every_process() {
 }
 
 #[test]
-fn delete_force_kills_a_running_container_and_created_ones_are_deletable() {
+fn delete_force_kills_a_running_container_and_created_ones_need_it_too() {
     let b = Bundle::new(&["sleep", "100"]);
     ok(&b.create("d1"));
-    let pid = b.state("d1")["pid"].as_i64().unwrap();
-    // a created container is deleted without --force (its process is killed)
-    ok(&b.cmd(&["delete", "d1"]));
+    // The spec: deleting a container that is not stopped is an error, created ones included.
+    let o = b.cmd(&["delete", "d1"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("not stopped: created"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        b.state("d1")["status"],
+        "created",
+        "a refused delete must not touch the container"
+    );
+    ok(&b.cmd(&["delete", "--force", "d1"]));
     assert!(
         host_procs_mentioning(b.dir.to_str().unwrap()).is_empty(),
-        "process {pid} survived delete"
+        "process survived delete --force"
     );
     ok(&b.create("d2"));
     ok(&b.cmd(&["start", "d2"]));
@@ -224,7 +235,7 @@ fn run_detach_and_list() {
     assert_eq!(json[1]["status"], "created");
     assert_eq!(ok(&b.cmd(&["list", "-q"])), "l1\nl2\n");
     ok(&b.cmd(&["delete", "-f", "l1"]));
-    ok(&b.cmd(&["delete", "l2"]));
+    ok(&b.cmd(&["delete", "--force", "l2"]));
     assert_eq!(ok(&b.cmd(&["list", "-q"])), "");
 }
 
@@ -256,7 +267,7 @@ fn duplicate_id_is_refused_and_the_first_container_survives() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
     assert_eq!(b.state("dup")["status"], "created");
-    ok(&b.cmd(&["delete", "dup"]));
+    ok(&b.cmd(&["delete", "--force", "dup"]));
 }
 
 #[test]

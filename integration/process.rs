@@ -142,7 +142,7 @@ fn namespaces_are_new_or_joined_by_path() {
     assert_ne!(l[1], ipc_a.to_str().unwrap(), "ipc must be a new namespace");
     let own = std::fs::read_link("/proc/self/ns/ipc").unwrap();
     assert_ne!(l[1], own.to_str().unwrap());
-    ok(&a.cmd(&["delete", "nsa"]));
+    ok(&a.cmd(&["delete", "--force", "nsa"]));
 }
 
 #[test]

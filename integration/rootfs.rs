@@ -237,3 +237,78 @@ fn a_failing_mount_leaves_nothing_behind() {
         "mount left"
     );
 }
+
+#[test]
+fn without_a_mount_namespace_the_container_shares_ours_and_delete_cleans_up() {
+    let mut b = Bundle::new(&["sh", "-c", "ls /bin/busybox && readlink /proc/self/ns/mnt"]);
+    b.edit(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "mount");
+        c["linux"]["maskedPaths"] = json!([]);
+        c["linux"]["readonlyPaths"] = json!([]);
+        c["root"]["readonly"] = json!(false);
+    });
+    ok(&b.create("nomnt"));
+    ok(&b.cmd(&["start", "nomnt"]));
+    b.wait_status("nomnt", "stopped");
+    // its /proc (and the rest) were mounted in our namespace, under the rootfs
+    assert!(!host_mounts_mentioning(b.rootfs().to_str().unwrap()).is_empty());
+    ok(&b.cmd(&["delete", "nomnt"]));
+    assert!(
+        host_mounts_mentioning(b.rootfs().to_str().unwrap()).is_empty(),
+        "mounts left after delete"
+    );
+    let out = ok(&b.run("nomnt2"));
+    assert_eq!(
+        out.lines().nth(1).unwrap(),
+        std::fs::read_link("/proc/self/ns/mnt")
+            .unwrap()
+            .to_str()
+            .unwrap()
+    );
+    // paths that would remount the host's own files need a mount namespace
+    b.edit(|c| c["linux"]["maskedPaths"] = json!(["/proc/kcore"]));
+    let o = b.create("nomnt3");
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("maskedPaths"), "{}", stderr(&o));
+}
+
+#[test]
+fn every_rootfs_propagation_mode_works() {
+    for mode in [
+        "private",
+        "rprivate",
+        "slave",
+        "rslave",
+        "shared",
+        "rshared",
+        "unbindable",
+        "runbindable",
+    ] {
+        let mut b = Bundle::new(&[
+            "sh",
+            "-c",
+            "grep -E '^[0-9]+ [0-9]+ [0-9:]+ [^ ]+ / ' /proc/self/mountinfo",
+        ]);
+        b.edit(|c| c["linux"]["rootfsPropagation"] = json!(mode));
+        let o = b.run(&format!("prop-{mode}"));
+        let out = ok(&o);
+        let want = match mode.trim_start_matches('r') {
+            "shared" => "shared:",
+            // a slave of a private host mount is private: only check it is not shared
+            "slave" => "",
+            "unbindable" => "unbindable",
+            _ => "",
+        };
+        if want.is_empty() {
+            assert!(
+                !out.contains("shared:") && !out.contains("master:") && !out.contains("unbindable"),
+                "{mode}: {out}"
+            );
+        } else {
+            assert!(out.contains(want), "{mode}: {out}");
+        }
+    }
+}

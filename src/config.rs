@@ -115,8 +115,25 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
     {
         bail!("domainname: cannot set the domainname without a uts namespace");
     }
+    // Without a mount namespace the container shares ours (the spec: inherit what is not
+    // listed); mounts land in it, but nothing may remount the host's own paths.
     if !has(LinuxNamespaceType::Mount) {
-        bail!("linux.namespaces: a mount namespace is required");
+        let l = linux;
+        if l.and_then(|l| l.masked_paths().as_ref())
+            .is_some_and(|m| !m.is_empty())
+            || l.and_then(|l| l.readonly_paths().as_ref())
+                .is_some_and(|m| !m.is_empty())
+        {
+            bail!("linux.maskedPaths/readonlyPaths need a mount namespace in linux.namespaces");
+        }
+        if spec
+            .root()
+            .as_ref()
+            .and_then(|r| r.readonly())
+            .unwrap_or(false)
+        {
+            bail!("root.readonly needs a mount namespace in linux.namespaces");
+        }
     }
     if let Some(l) = linux {
         let maps = l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())

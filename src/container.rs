@@ -145,6 +145,15 @@ pub fn create(g: &Global, o: &CreateOpts) -> Result<(State, Spawned)> {
             .map(|c| c.created.clone())
             .unwrap_or_default(),
         own_pidns: spawn::NsPlan::from_config(&cfg).has_new(libc::CLONE_NEWPID),
+        shares_our_mntns: !cfg
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|n| {
+                n.iter()
+                    .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Mount)
+            }),
         oci_version: cfg.spec.version().clone(),
     };
     store.save(&st)?;
@@ -341,7 +350,9 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<()> {
     let _lock = store.lock(id)?;
     match st.status(&store) {
         Status::Stopped => {}
-        Status::Created => kill_all_and_wait(&st)?,
+        // The spec: deleting a container that is not stopped is an error (runc kills a
+        // created one instead; see the README).
+        Status::Created if force => kill_all_and_wait(&st)?,
         s if force => {
             let _ = s;
             kill_all_and_wait(&st)?;
@@ -352,9 +363,32 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<()> {
         ),
     }
     crate::cgroups::remove(&st.cgroup_owned)?;
+    if st.shares_our_mntns {
+        unmount_under(&st.rootfs);
+    }
     std::fs::remove_dir_all(store.dir(id))
         .with_context(|| format!("remove {}", store.dir(id).display()))?;
     Ok(())
+}
+
+/// Detach every mount at or below `dir` (deepest first): what a container without a mount
+/// namespace of its own left in ours.
+fn unmount_under(dir: &Path) {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut mps: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(m.replace("\\040", " ")))
+        .filter(|m| m.starts_with(dir))
+        .collect();
+    mps.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    for m in mps {
+        if let Err(e) = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH) {
+            crate::debug!("unmount {}: {e}", m.display());
+        }
+    }
 }
 
 fn kill_all_and_wait(st: &State) -> Result<()> {

@@ -54,6 +54,9 @@ pub struct State {
     pub own_pidns: bool,
     #[serde(default)]
     pub oci_version: String,
+    /// No mount namespace of its own: its mounts are in ours, under rootfs, until delete.
+    #[serde(default)]
+    pub shares_our_mntns: bool,
 }
 
 /// runc's JSON for `state` and `list --format json`.

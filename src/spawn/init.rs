@@ -166,6 +166,11 @@ fn run(ch: &Channel, o: &Options, plan: &NsPlan, fast: bool) -> Result<Infallibl
         bundle: &o.cfg.bundle,
         rootfs: &o.cfg.rootfs,
         no_pivot: o.no_pivot,
+        own_mntns: plan.has_new(libc::CLONE_NEWNS)
+            || plan
+                .join
+                .iter()
+                .any(|(t, _)| *t == LinuxNamespaceType::Mount),
         in_userns,
         cgroupns: plan.has_new(libc::CLONE_NEWCGROUP)
             || plan

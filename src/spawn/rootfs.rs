@@ -308,6 +308,8 @@ pub struct Ctx<'a> {
     pub bundle: &'a Path,
     pub rootfs: &'a Path,
     pub no_pivot: bool,
+    /// The container has a mount namespace of its own (not ours).
+    pub own_mntns: bool,
     /// In a new user namespace: mknod is not allowed, devices are bind-mounted.
     pub in_userns: bool,
     pub cgroupns: bool,
@@ -323,33 +325,33 @@ pub fn setup(ctx: &Ctx) -> Result<()> {
             .ok_or_else(|| anyhow!("linux.rootfsPropagation {p:?} is not a propagation type"))?,
         _ => libc::MS_SLAVE | libc::MS_REC,
     };
-    // Our copy of the host's mounts must not propagate back; shared roots get a private parent.
-    mount(
-        None,
-        "/",
-        None,
-        (prop & !libc::MS_SHARED)
-            | libc::MS_REC
-            | if prop & libc::MS_SHARED != 0 {
-                libc::MS_PRIVATE
-            } else {
-                0
-            },
-        None,
-    )
-    .context("make / private or slave in the container's mount namespace")?;
+    // Shared and unbindable roots would break the bind and pivot_root below: start private
+    // and apply them to the new / at the end.
+    let late = prop & (libc::MS_SHARED | libc::MS_UNBINDABLE) != 0;
     let rootfs = ctx
         .rootfs
         .to_str()
         .ok_or_else(|| anyhow!("rootfs path is not UTF-8"))?;
-    mount(
-        Some(rootfs),
-        rootfs,
-        None,
-        libc::MS_BIND | libc::MS_REC,
-        None,
-    )
-    .with_context(|| format!("bind the rootfs {rootfs} onto itself"))?;
+    if ctx.own_mntns {
+        // Our copy of the host's mounts must not propagate back.
+        let first = if late {
+            libc::MS_PRIVATE | libc::MS_REC
+        } else {
+            prop | libc::MS_REC
+        };
+        mount(None, "/", None, first, None)
+            .context("make / private or slave in the container's mount namespace")?;
+    }
+    if ctx.own_mntns {
+        mount(
+            Some(rootfs),
+            rootfs,
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )
+        .with_context(|| format!("bind the rootfs {rootfs} onto itself"))?;
+    }
     let root = openat2(
         libc::AT_FDCWD,
         ctx.rootfs,
@@ -381,8 +383,14 @@ pub fn setup(ctx: &Ctx) -> Result<()> {
             .with_context(|| format!("process.cwd {}", p.cwd().display()))?;
     }
     drop(root);
+    if !ctx.own_mntns {
+        // No mount namespace of our own: pivot_root would pivot the host's.
+        nix::unistd::chroot(ctx.rootfs).with_context(|| format!("chroot into {rootfs}"))?;
+        nix::unistd::chdir("/").context("chdir to / in the container")?;
+        return Ok(());
+    }
     enter_root(ctx.rootfs, ctx.no_pivot)?;
-    if prop & libc::MS_SHARED != 0 {
+    if late {
         mount(None, "/", None, prop, None).context("apply linux.rootfsPropagation to /")?;
     }
     Ok(())
