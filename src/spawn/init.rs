@@ -179,10 +179,10 @@ fn run(ch: &Channel, o: &Options, plan: &NsPlan, fast: bool) -> Result<Infallibl
                 .any(|(t, _)| *t == LinuxNamespaceType::Cgroup),
         cgroup_paths: &o.cgroup_paths,
     };
-    rootfs::setup(&ctx)?;
+    let late_propagation = rootfs::setup(&ctx)?;
     // /proc is mounted and /proc/sys not yet read-only.
     sysctl::apply(spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()))?;
-    rootfs::finish(spec)?;
+    rootfs::finish(spec, late_propagation)?;
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(h).with_context(|| format!("set hostname {h:?}"))?;
     }

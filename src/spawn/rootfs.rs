@@ -317,8 +317,9 @@ pub struct Ctx<'a> {
     pub cgroup_paths: &'a [(PathBuf, PathBuf)],
 }
 
-/// Everything up to and including pivot_root.
-pub fn setup(ctx: &Ctx) -> Result<()> {
+/// Everything up to and including pivot_root. Returns a propagation (shared, unbindable)
+/// that must wait until `finish` has made its own mounts.
+pub fn setup(ctx: &Ctx) -> Result<Option<c_ulong>> {
     let linux = ctx.spec.linux().as_ref();
     let prop = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
         Some(p) if !p.is_empty() => propagation_flag(p)
@@ -387,17 +388,15 @@ pub fn setup(ctx: &Ctx) -> Result<()> {
         // No mount namespace of our own: pivot_root would pivot the host's.
         nix::unistd::chroot(ctx.rootfs).with_context(|| format!("chroot into {rootfs}"))?;
         nix::unistd::chdir("/").context("chdir to / in the container")?;
-        return Ok(());
+        return Ok(None);
     }
     enter_root(ctx.rootfs, ctx.no_pivot)?;
-    if late {
-        mount(None, "/", None, prop, None).context("apply linux.rootfsPropagation to /")?;
-    }
-    Ok(())
+    Ok(if late { Some(prop) } else { None })
 }
 
-/// After pivot_root: masked paths, read-only paths, read-only root.
-pub fn finish(spec: &Spec) -> Result<()> {
+/// After pivot_root: masked paths, read-only paths, read-only root, then the late
+/// propagation of / (an unbindable / would refuse the binds above).
+pub fn finish(spec: &Spec, late_propagation: Option<c_ulong>) -> Result<()> {
     let root = openat2(
         libc::AT_FDCWD,
         Path::new("/"),
@@ -433,6 +432,9 @@ pub fn finish(spec: &Spec) -> Result<()> {
             None,
         )
         .context("remount the root read-only")?;
+    }
+    if let Some(p) = late_propagation {
+        mount(None, "/", None, p, None).context("apply linux.rootfsPropagation to /")?;
     }
     Ok(())
 }
