@@ -312,19 +312,74 @@ fn exec_into_a_stopped_or_missing_container_fails() {
 }
 
 #[test]
-fn tty_is_refused_clearly() {
+fn exec_tty_sends_the_pty_master_over_the_console_socket() {
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     let b = running("tty");
-    for flags in [&["--tty"][..], &["--console-socket", "/tmp/none.sock"]] {
-        let e = b
-            .husk()
-            .arg("exec")
-            .args(flags)
-            .args(["tty", "true"])
-            .output()
-            .unwrap();
-        assert_eq!(e.status.code(), Some(1));
-        assert!(stderr(&e).contains("not supported yet"), "{}", stderr(&e));
+    let sock = b.tmp.path().join("exec-console.sock");
+    let l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let h = std::thread::spawn(move || {
+        let (conn, _) = l.accept().unwrap();
+        let mut buf = [0u8; 64];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = nix::sys::socket::recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .unwrap();
+        let fd = msg
+            .cmsgs()
+            .unwrap()
+            .find_map(|c| match c {
+                nix::sys::socket::ControlMessageOwned::ScmRights(f) => Some(f[0]),
+                _ => None,
+            })
+            .expect("no fd");
+        // SAFETY: the received fd is ours.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    });
+    let e = b
+        .husk()
+        .args(["exec", "--tty", "--detach", "--console-socket"])
+        .arg(&sock)
+        .args(["tty", "sh", "-c", "tty; echo end"])
+        .output()
+        .unwrap();
+    ok(&e);
+    let mut f = std::fs::File::from(h.join().unwrap());
+    let mut out = String::new();
+    let mut buf = [0u8; 1024];
+    while !out.contains("end") {
+        match f.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
     }
+    assert!(out.contains("/dev/pts/"), "{out}");
+    // --console-socket without a terminal, and a detached terminal without a socket
+    let e = b
+        .husk()
+        .args(["exec", "--console-socket", "/tmp/none.sock", "tty", "true"])
+        .output()
+        .unwrap();
+    assert!(
+        !e.status.success() && stderr(&e).contains("--tty"),
+        "{}",
+        stderr(&e)
+    );
+    let e = b
+        .husk()
+        .args(["exec", "--tty", "--detach", "tty", "true"])
+        .output()
+        .unwrap();
+    assert!(
+        !e.status.success() && stderr(&e).contains("--console-socket"),
+        "{}",
+        stderr(&e)
+    );
 }
 
 #[test]
@@ -332,7 +387,7 @@ fn bad_exec_input_leaves_nothing_running() {
     let b = running("bad");
     let before = ok(&exec(
         &b,
-        &["bad", "sh", "-c", "ls -d /proc/[0-9]* | wc -l"],
+        &["bad", "sh", "-c", "set -- /proc/[0-9]*; echo $#"],
     ));
     for (args, want) in [
         (&["bad", "/no/such/prog"][..], "no such file or directory"),
@@ -348,7 +403,7 @@ fn bad_exec_input_leaves_nothing_running() {
     }
     let after = ok(&exec(
         &b,
-        &["bad", "sh", "-c", "ls -d /proc/[0-9]* | wc -l"],
+        &["bad", "sh", "-c", "set -- /proc/[0-9]*; echo $#"],
     ));
     assert_eq!(before, after, "no process left in the container");
 }

@@ -218,3 +218,31 @@ fn network_none_has_only_loopback() {
         stderr(&o)
     );
 }
+
+#[test]
+fn exec_and_exec_it() {
+    assert!(
+        podman(&["run", "-d", "--name", "pm-x", IMG, "sleep", "100"])
+            .status
+            .success()
+    );
+    let o = podman(&["exec", "pm-x", "sh", "-c", "echo in; exit 6"]);
+    assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "in\n");
+    let e = env();
+    let cmd = format!(
+        "stty rows 22 cols 77; CONTAINERS_CONF={} podman --root {} --runroot {} --runtime husk --cgroup-manager cgroupfs --events-backend file exec -it pm-x sh -c 'tty; stty size'",
+        e.conf.display(),
+        e.root.join("storage").display(),
+        e.root.join("run").display()
+    );
+    let o = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    assert!(out.contains("/dev/pts/"), "{out} {}", stderr(&o));
+    assert!(out.contains("22 77"), "{out}");
+    assert!(podman(&["rm", "-f", "-t", "0", "pm-x"]).status.success());
+}

@@ -514,6 +514,7 @@ pub struct ExecOpts {
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: u32,
+    pub console_socket: Option<PathBuf>,
 }
 
 /// `exec`: run another process in a created or running container. In the foreground,
@@ -549,6 +550,11 @@ pub fn exec(
         cgroup_paths: &st.cgroup_paths,
         preserve_fds: o.preserve_fds,
         sigmask: old_mask,
+        console: match &o.console_socket {
+            Some(p) => Some(crate::tty::connect(p)?),
+            None => None,
+        },
+        inherit_tty: o.process.terminal().unwrap_or(false) && o.console_socket.is_none(),
     })?;
     if let Some(p) = &o.pid_file {
         if let Err(e) = write_pid_file(p, pid) {

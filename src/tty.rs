@@ -18,7 +18,7 @@ pub fn connect(path: &Path) -> Result<OwnedFd> {
 }
 
 /// In the container, after pivot_root: make the pty, send the master, take the slave.
-pub fn setup(sock: &OwnedFd, size: Option<ConsoleSize>, uid: u32) -> Result<()> {
+pub fn setup(sock: &OwnedFd, size: Option<ConsoleSize>, uid: u32, console: bool) -> Result<()> {
     // SAFETY: plain open of the container's /dev/ptmx; the fd is owned below.
     let m = unsafe {
         libc::open(
@@ -68,7 +68,9 @@ pub fn setup(sock: &OwnedFd, size: Option<ConsoleSize>, uid: u32) -> Result<()> 
     }
     // SAFETY: fchown of our own fd.
     unsafe { libc::fchown(slave.as_raw_fd(), uid, u32::MAX) };
-    bind_console(&slave_path);
+    if console {
+        bind_console(&slave_path);
+    }
     let fds = [master.as_raw_fd()];
     let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
     let name = b"/dev/ptmx";

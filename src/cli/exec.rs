@@ -13,7 +13,7 @@ pub struct ExecArgs {
     /// A JSON file with the OCI `process` to run (instead of the command and flags)
     #[arg(long, short = 'p')]
     pub process: Option<PathBuf>,
-    /// Allocate a pseudo-terminal (not supported yet)
+    /// Allocate a pseudo-terminal (its master goes to --console-socket)
     #[arg(long, short = 't')]
     pub tty: bool,
     /// Unix socket that receives the pty master (not supported yet)
@@ -60,9 +60,6 @@ pub struct ExecArgs {
 }
 
 pub fn run(g: &Global, a: ExecArgs) -> Result<i32> {
-    if a.tty || a.console_socket.is_some() {
-        bail!("exec --tty/--console-socket: terminals for exec are not supported yet");
-    }
     let store = g.store();
     let st = store.load(&a.id)?;
     let cfg =
@@ -83,8 +80,12 @@ pub fn run(g: &Global, a: ExecArgs) -> Result<i32> {
             apply_flags(base, &a)?
         }
     };
-    if process.terminal().unwrap_or(false) {
-        bail!("process.terminal: terminals for exec are not supported yet");
+    let terminal = process.terminal().unwrap_or(false);
+    if a.console_socket.is_some() && !terminal {
+        bail!("--console-socket was given but the process has no terminal (use --tty)");
+    }
+    if terminal && a.console_socket.is_none() && a.detach {
+        bail!("exec --tty --detach needs --console-socket to hand the terminal to");
     }
     container::exec(
         g,
@@ -95,6 +96,7 @@ pub fn run(g: &Global, a: ExecArgs) -> Result<i32> {
             detach: a.detach,
             pid_file: a.pid_file,
             preserve_fds: a.preserve_fds,
+            console_socket: a.console_socket,
         },
     )
 }
@@ -128,7 +130,7 @@ pub fn apply_flags(mut p: Process, a: &ExecArgs) -> Result<Process> {
         bail!("exec: no command given (use `husk exec ID CMD [ARG...]` or --process FILE)");
     }
     p.set_args(Some(a.command.clone()));
-    p.set_terminal(Some(false));
+    p.set_terminal(Some(a.tty));
     if let Some(cwd) = &a.cwd {
         if !cwd.is_absolute() {
             bail!("--cwd {}: must be an absolute path", cwd.display());

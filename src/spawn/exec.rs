@@ -45,6 +45,10 @@ pub struct ExecOptions<'a> {
     pub preserve_fds: u32,
     /// The signal mask the process starts with (the caller blocks signals to forward them).
     pub sigmask: nix::sys::signal::SigSet,
+    /// process.terminal with --console-socket: the connected socket for the pty master.
+    pub console: Option<std::os::fd::OwnedFd>,
+    /// process.terminal in the foreground without a socket: keep our terminal.
+    pub inherit_tty: bool,
 }
 
 /// Namespaces in the order they are joined: user first (it grants the capabilities the
@@ -236,7 +240,17 @@ fn child(ch: &Channel, o: &ExecOptions, nss: Vec<Ns>, pid_in_child: bool) -> Res
     // Joining the mount namespace moved our root and cwd to its root (the container's
     // rootfs); be explicit about the cwd.
     nix::unistd::chdir("/").context("chdir to / in the container")?;
-    nix::unistd::setsid().context("setsid")?;
+    if !o.inherit_tty {
+        nix::unistd::setsid().context("setsid")?;
+    }
+    if let Some(sock) = &o.console {
+        crate::tty::setup(
+            sock,
+            o.process.console_size(),
+            o.process.user().uid(),
+            false,
+        )?;
+    }
 
     // 3. the process, as for the container's first process
     let p = o.process;

@@ -194,7 +194,7 @@ fn run(ch: &Channel, o: &Options, plan: &NsPlan, fast: bool) -> Result<Infallibl
     }
 
     if let Some(sock) = &o.console {
-        crate::tty::setup(sock, process.console_size(), process.user().uid())?;
+        crate::tty::setup(sock, process.console_size(), process.user().uid(), true)?;
     }
 
     // 3. the process
