@@ -183,6 +183,14 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         if m.destination().as_os_str().is_empty() {
             bail!("mounts[{i}].destination is empty");
         }
+        let idmap = m
+            .options()
+            .iter()
+            .flatten()
+            .any(|o| o == "idmap" || o == "ridmap");
+        if idmap || m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+            bail!("mounts[{i}] ({}): id-mapped mounts (idmap, uidMappings) are not supported by husk yet", m.destination().display());
+        }
     }
     Ok(rootfs)
 }

@@ -28,111 +28,126 @@ pub struct MountOptions {
     pub recursive_idmap: bool,
 }
 
+/// mount(2) flag options: name, flags set, flags cleared. `husk features` lists these.
+pub const FLAG_OPTIONS: &[(&str, c_ulong, c_ulong)] = &[
+    ("defaults", 0, 0),
+    ("ro", libc::MS_RDONLY, 0),
+    ("rw", 0, libc::MS_RDONLY),
+    ("suid", 0, libc::MS_NOSUID),
+    ("nosuid", libc::MS_NOSUID, 0),
+    ("dev", 0, libc::MS_NODEV),
+    ("nodev", libc::MS_NODEV, 0),
+    ("exec", 0, libc::MS_NOEXEC),
+    ("noexec", libc::MS_NOEXEC, 0),
+    ("sync", libc::MS_SYNCHRONOUS, 0),
+    ("async", 0, libc::MS_SYNCHRONOUS),
+    ("dirsync", libc::MS_DIRSYNC, 0),
+    ("remount", libc::MS_REMOUNT, 0),
+    ("mand", libc::MS_MANDLOCK, 0),
+    ("nomand", 0, libc::MS_MANDLOCK),
+    ("atime", 0, libc::MS_NOATIME),
+    ("noatime", libc::MS_NOATIME, 0),
+    ("diratime", 0, libc::MS_NODIRATIME),
+    ("nodiratime", libc::MS_NODIRATIME, 0),
+    ("relatime", libc::MS_RELATIME, 0),
+    ("norelatime", 0, libc::MS_RELATIME),
+    ("strictatime", libc::MS_STRICTATIME, 0),
+    ("nostrictatime", 0, libc::MS_STRICTATIME),
+    ("lazytime", libc::MS_LAZYTIME, 0),
+    ("nolazytime", 0, libc::MS_LAZYTIME),
+    ("iversion", libc::MS_I_VERSION, 0),
+    ("noiversion", 0, libc::MS_I_VERSION),
+    ("nosymfollow", libc::MS_NOSYMFOLLOW, 0),
+    ("symfollow", 0, libc::MS_NOSYMFOLLOW),
+    ("bind", libc::MS_BIND, 0),
+    ("rbind", libc::MS_BIND | libc::MS_REC, 0),
+];
+
+/// Propagation options and their MS_* flags.
+pub const PROPAGATION_OPTIONS: &[(&str, c_ulong)] = &[
+    ("private", libc::MS_PRIVATE),
+    ("rprivate", libc::MS_PRIVATE | libc::MS_REC),
+    ("shared", libc::MS_SHARED),
+    ("rshared", libc::MS_SHARED | libc::MS_REC),
+    ("slave", libc::MS_SLAVE),
+    ("rslave", libc::MS_SLAVE | libc::MS_REC),
+    ("unbindable", libc::MS_UNBINDABLE),
+    ("runbindable", libc::MS_UNBINDABLE | libc::MS_REC),
+];
+
+/// The recursive mount attributes of runtime-spec 1.1, applied with mount_setattr(2):
+/// name, attributes set, attributes cleared.
+pub const RECURSIVE_OPTIONS: &[(&str, u64, u64)] = &[
+    ("rro", sys::MOUNT_ATTR_RDONLY, 0),
+    ("rrw", 0, sys::MOUNT_ATTR_RDONLY),
+    ("rnosuid", sys::MOUNT_ATTR_NOSUID, 0),
+    ("rsuid", 0, sys::MOUNT_ATTR_NOSUID),
+    ("rnodev", sys::MOUNT_ATTR_NODEV, 0),
+    ("rdev", 0, sys::MOUNT_ATTR_NODEV),
+    ("rnoexec", sys::MOUNT_ATTR_NOEXEC, 0),
+    ("rexec", 0, sys::MOUNT_ATTR_NOEXEC),
+    ("rnodiratime", sys::MOUNT_ATTR_NODIRATIME, 0),
+    ("rdiratime", 0, sys::MOUNT_ATTR_NODIRATIME),
+    (
+        "rrelatime",
+        sys::MOUNT_ATTR_RELATIME,
+        sys::MOUNT_ATTR_ATIME_MASK,
+    ),
+    ("rnorelatime", 0, sys::MOUNT_ATTR_ATIME_MASK),
+    (
+        "rnoatime",
+        sys::MOUNT_ATTR_NOATIME,
+        sys::MOUNT_ATTR_ATIME_MASK,
+    ),
+    ("ratime", 0, sys::MOUNT_ATTR_ATIME_MASK),
+    (
+        "rstrictatime",
+        sys::MOUNT_ATTR_STRICTATIME,
+        sys::MOUNT_ATTR_ATIME_MASK,
+    ),
+    ("rnostrictatime", 0, sys::MOUNT_ATTR_ATIME_MASK),
+    ("rnosymfollow", sys::MOUNT_ATTR_NOSYMFOLLOW, 0),
+    ("rsymfollow", 0, sys::MOUNT_ATTR_NOSYMFOLLOW),
+];
+
+/// Options husk handles itself (not passed to the filesystem).
+pub const OTHER_OPTIONS: &[&str] = &["idmap", "ridmap", "tmpcopyup"];
+
 pub fn parse_options(opts: &[String]) -> MountOptions {
     let mut o = MountOptions::default();
     for opt in opts {
-        let (set, clr): (c_ulong, c_ulong) = match opt.as_str() {
-            "defaults" => (0, 0),
-            "ro" => (libc::MS_RDONLY, 0),
-            "rw" => (0, libc::MS_RDONLY),
-            "suid" => (0, libc::MS_NOSUID),
-            "nosuid" => (libc::MS_NOSUID, 0),
-            "dev" => (0, libc::MS_NODEV),
-            "nodev" => (libc::MS_NODEV, 0),
-            "exec" => (0, libc::MS_NOEXEC),
-            "noexec" => (libc::MS_NOEXEC, 0),
-            "sync" => (libc::MS_SYNCHRONOUS, 0),
-            "async" => (0, libc::MS_SYNCHRONOUS),
-            "dirsync" => (libc::MS_DIRSYNC, 0),
-            "remount" => (libc::MS_REMOUNT, 0),
-            "mand" => (libc::MS_MANDLOCK, 0),
-            "nomand" => (0, libc::MS_MANDLOCK),
-            "atime" => (0, libc::MS_NOATIME),
-            "noatime" => (libc::MS_NOATIME, 0),
-            "diratime" => (0, libc::MS_NODIRATIME),
-            "nodiratime" => (libc::MS_NODIRATIME, 0),
-            "relatime" => (libc::MS_RELATIME, 0),
-            "norelatime" => (0, libc::MS_RELATIME),
-            "strictatime" => (libc::MS_STRICTATIME, 0),
-            "nostrictatime" => (0, libc::MS_STRICTATIME),
-            "lazytime" => (libc::MS_LAZYTIME, 0),
-            "nolazytime" => (0, libc::MS_LAZYTIME),
-            "iversion" => (libc::MS_I_VERSION, 0),
-            "noiversion" => (0, libc::MS_I_VERSION),
-            "nosymfollow" => (libc::MS_NOSYMFOLLOW, 0),
-            "symfollow" => (0, libc::MS_NOSYMFOLLOW),
-            "bind" => (libc::MS_BIND, 0),
-            "rbind" => (libc::MS_BIND | libc::MS_REC, 0),
-            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
-            | "runbindable" => {
-                o.propagation.push(propagation_flag(opt).unwrap_or(0));
-                continue;
-            }
-            "idmap" => {
-                o.idmap = true;
-                continue;
-            }
-            "ridmap" => {
-                o.idmap = true;
-                o.recursive_idmap = true;
-                continue;
-            }
+        let opt = opt.as_str();
+        if let Some((_, set, clr)) = FLAG_OPTIONS.iter().find(|(n, _, _)| *n == opt) {
+            o.flags = (o.flags | set) & !clr;
+        } else if let Some(p) = propagation_flag(opt) {
+            o.propagation.push(p);
+        } else if let Some((set, clr)) = recursive_attr(opt) {
+            o.rec_set |= set;
+            o.rec_clr |= clr;
+        } else if opt == "idmap" || opt == "ridmap" {
+            o.idmap = true;
+            o.recursive_idmap |= opt == "ridmap";
+        } else if opt == "tmpcopyup" {
             // runc extension; the copy-up itself is not implemented, the tmpfs still mounts.
-            "tmpcopyup" => continue,
-            r if r.starts_with('r') && recursive_attr(r).is_some() => {
-                let (set, clr) = recursive_attr(r).unwrap_or((0, 0));
-                o.rec_set |= set;
-                o.rec_clr |= clr;
-                continue;
-            }
-            _ => {
-                o.data.push(opt.clone());
-                continue;
-            }
-        };
-        o.flags = (o.flags | set) & !clr;
+        } else {
+            o.data.push(opt.to_string());
+        }
     }
     o
 }
 
 pub fn propagation_flag(s: &str) -> Option<c_ulong> {
-    Some(match s {
-        "private" => libc::MS_PRIVATE,
-        "rprivate" => libc::MS_PRIVATE | libc::MS_REC,
-        "shared" => libc::MS_SHARED,
-        "rshared" => libc::MS_SHARED | libc::MS_REC,
-        "slave" => libc::MS_SLAVE,
-        "rslave" => libc::MS_SLAVE | libc::MS_REC,
-        "unbindable" => libc::MS_UNBINDABLE,
-        "runbindable" => libc::MS_UNBINDABLE | libc::MS_REC,
-        _ => return None,
-    })
+    PROPAGATION_OPTIONS
+        .iter()
+        .find(|(n, _)| *n == s)
+        .map(|(_, f)| *f)
 }
 
-/// The recursive mount attributes of runtime-spec 1.1 (`rro`, `rnosuid`, ...): (set, clear).
 pub fn recursive_attr(s: &str) -> Option<(u64, u64)> {
-    use sys::*;
-    Some(match s {
-        "rro" => (MOUNT_ATTR_RDONLY, 0),
-        "rrw" => (0, MOUNT_ATTR_RDONLY),
-        "rnosuid" => (MOUNT_ATTR_NOSUID, 0),
-        "rsuid" => (0, MOUNT_ATTR_NOSUID),
-        "rnodev" => (MOUNT_ATTR_NODEV, 0),
-        "rdev" => (0, MOUNT_ATTR_NODEV),
-        "rnoexec" => (MOUNT_ATTR_NOEXEC, 0),
-        "rexec" => (0, MOUNT_ATTR_NOEXEC),
-        "rnodiratime" => (MOUNT_ATTR_NODIRATIME, 0),
-        "rdiratime" => (0, MOUNT_ATTR_NODIRATIME),
-        "rrelatime" => (MOUNT_ATTR_RELATIME, MOUNT_ATTR_ATIME_MASK),
-        "rnorelatime" => (0, MOUNT_ATTR_ATIME_MASK),
-        "rnoatime" => (MOUNT_ATTR_NOATIME, MOUNT_ATTR_ATIME_MASK),
-        "ratime" => (0, MOUNT_ATTR_ATIME_MASK),
-        "rstrictatime" => (MOUNT_ATTR_STRICTATIME, MOUNT_ATTR_ATIME_MASK),
-        "rnostrictatime" => (0, MOUNT_ATTR_ATIME_MASK),
-        "rnosymfollow" => (MOUNT_ATTR_NOSYMFOLLOW, 0),
-        "rsymfollow" => (0, MOUNT_ATTR_NOSYMFOLLOW),
-        _ => return None,
-    })
+    RECURSIVE_OPTIONS
+        .iter()
+        .find(|(n, _, _)| *n == s)
+        .map(|(_, a, b)| (*a, *b))
 }
 
 fn mount(
@@ -605,7 +620,7 @@ fn mount_entry(ctx: &Ctx, root: &OwnedFd, m: &Mount) -> Result<()> {
             }
         }
     }
-    if opts.rec_set != 0 || opts.rec_clr != 0 || opts.idmap {
+    if opts.rec_set != 0 || opts.rec_clr != 0 {
         let top = open_in_root(root, &dest, Create::No)?;
         // mount_setattr needs a mount fd of the mounted tree: reopen through the new mount.
         sys::mount_setattr(top.as_raw_fd(), true, opts.rec_set, opts.rec_clr, None)
