@@ -4,6 +4,7 @@
 mod common;
 use common::*;
 use serde_json::json;
+use std::process::Command;
 
 fn mountinfo_line<'a>(mi: &'a str, mountpoint: &str) -> &'a str {
     mi.lines()
@@ -311,4 +312,53 @@ fn every_rootfs_propagation_mode_works() {
             assert!(out.contains(want), "{mode}: {out}");
         }
     }
+}
+
+#[test]
+fn recursive_read_only_reaches_submounts() {
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "(touch /data/f) 2>&1; (touch /data/sub/f) 2>&1; true",
+    ]);
+    let host = b.tmp.path().join("data");
+    std::fs::create_dir_all(host.join("sub")).unwrap();
+    let sub = host.join("sub");
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(&sub)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    struct Umount(std::path::PathBuf);
+    impl Drop for Umount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _u = Umount(sub.clone());
+    b.edit(|c| c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/data", "type": "bind", "source": host, "options": ["rbind", "rro"]})));
+    let out = ok(&b.run("rro"));
+    assert_eq!(out.matches("Read-only file system").count(), 2, "{out}");
+    // plain ro on the same bind leaves the submount writable (what rro is for)
+    b.edit(|c| {
+        let m = c["mounts"].as_array_mut().unwrap();
+        m.last_mut().unwrap()["options"] = json!(["rbind", "ro"]);
+    });
+    let out = ok(&b.run("ro"));
+    assert_eq!(out.matches("Read-only file system").count(), 1, "{out}");
+}
+
+#[test]
+fn id_mapped_mounts_are_refused_clearly() {
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/m", "type": "bind", "source": "/tmp", "options": ["rbind", "idmap"]})));
+    let o = b.create("idm");
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("mounts[7] (/m)") && stderr(&o).contains("id-mapped"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!b.state_root().join("idm").exists());
 }
