@@ -70,7 +70,7 @@ pub fn create(g: &Global, o: &CreateOpts) -> Result<(State, Spawned)> {
     if terminal && o.console_socket.is_none() && !o.foreground {
         bail!("process.terminal is true but no --console-socket was given");
     }
-    if !nix::unistd::geteuid().is_root() {
+    if crate::sys::rootless() {
         crate::rootless::check_cgroups(&cfg.spec)?;
     }
     let store = g.store();

@@ -132,7 +132,7 @@ enum Cmd {
 }
 
 fn default_root() -> Result<PathBuf> {
-    if nix::unistd::geteuid().is_root() {
+    if !husk::sys::rootless() {
         return Ok(PathBuf::from("/run/husk"));
     }
     let d = match std::env::var_os("XDG_RUNTIME_DIR") {

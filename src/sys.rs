@@ -162,6 +162,22 @@ pub fn cloexec_from(from: u32) -> Result<()> {
     Ok(())
 }
 
+/// Are we outside the initial user namespace, or not root? Then we are rootless: no
+/// cgroups unless delegated, state under $XDG_RUNTIME_DIR. (Rootless podman runs its
+/// runtime as uid 0 of a user namespace of its own.)
+pub fn rootless() -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    match std::fs::read_to_string("/proc/self/uid_map") {
+        Ok(m) => {
+            let f: Vec<&str> = m.split_whitespace().collect();
+            f != ["0", "0", "4294967295"]
+        }
+        Err(_) => false,
+    }
+}
+
 /// Read a whole small file into a String.
 pub fn read_to_string(p: impl AsRef<Path>) -> std::io::Result<String> {
     std::fs::read_to_string(p)

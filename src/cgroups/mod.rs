@@ -122,7 +122,7 @@ impl Cgroup {
                         if matches!(
                             e.raw_os_error(),
                             Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS)
-                        ) && !nix::unistd::geteuid().is_root() =>
+                        ) && crate::sys::rootless() =>
                     {
                         crate::debug!("cgroup {} not created ({e}): no delegated cgroup for this user; running without cgroups", m.display());
                         if resources.is_some_and(has_limits) {

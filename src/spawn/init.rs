@@ -171,7 +171,9 @@ fn run(ch: &Channel, o: &Options, plan: &NsPlan, fast: bool) -> Result<Infallibl
                 .join
                 .iter()
                 .any(|(t, _)| *t == LinuxNamespaceType::Mount),
-        in_userns,
+        // mknod needs privilege in the initial user namespace: rootless (also inside
+        // rootless podman's user namespace) binds the host's devices instead.
+        in_userns: in_userns || crate::sys::rootless(),
         cgroupns: plan.has_new(libc::CLONE_NEWCGROUP)
             || plan
                 .join
