@@ -5,6 +5,7 @@ pub mod idmap;
 pub mod init;
 pub mod process;
 pub mod rootfs;
+pub mod seccomp;
 pub mod sync;
 
 use crate::config::{ns_flag, Config};
