@@ -131,9 +131,19 @@ pub fn cap_plan(c: Option<&LinuxCapabilities>) -> Result<CapPlan> {
     })
 }
 
+impl CapPlan {
+    pub fn effective_has(&self, c: caps::Capability) -> bool {
+        self.effective.contains(&c)
+    }
+}
+
 /// Drop the bounding set (needs CAP_SETPCAP, so before setuid), switch user keeping the
 /// permitted set, then set effective/permitted/inheritable and raise ambient.
-pub fn switch_user_and_caps(p: &Process, plan: &CapPlan) -> Result<()> {
+///
+/// With `keep_admin`, CAP_SYS_ADMIN stays effective and permitted and ambient is left
+/// alone: a seccomp filter loaded without no_new_privs needs it. [`finish_caps`] then sets
+/// the final sets right before execve.
+pub fn switch_user_and_caps(p: &Process, plan: &CapPlan, keep_admin: bool) -> Result<()> {
     for cap in caps::runtime::thread_all_supported() {
         if !plan.bounding.contains(&cap) {
             caps::drop(None, caps::CapSet::Bounding, cap)
@@ -179,6 +189,19 @@ pub fn switch_user_and_caps(p: &Process, plan: &CapPlan) -> Result<()> {
         );
     }
     nix::sys::prctl::set_keepcaps(false).context("prctl(PR_SET_KEEPCAPS, 0)")?;
+    if keep_admin {
+        let mut eff = plan.effective.clone();
+        let mut perm = plan.permitted.clone();
+        eff.insert(caps::Capability::CAP_SYS_ADMIN);
+        perm.insert(caps::Capability::CAP_SYS_ADMIN);
+        return capset(&eff, &perm, &plan.inheritable)
+            .context("keep CAP_SYS_ADMIN until the seccomp filter is loaded");
+    }
+    finish_caps(plan)
+}
+
+/// The final effective/permitted/inheritable sets, and ambient raised.
+pub fn finish_caps(plan: &CapPlan) -> Result<()> {
     capset(&plan.effective, &plan.permitted, &plan.inheritable)?;
     caps::clear(None, caps::CapSet::Ambient).ok();
     for cap in &plan.ambient {

@@ -315,7 +315,7 @@ pub struct Ctx<'a> {
     pub cgroup_paths: &'a [(PathBuf, PathBuf)],
 }
 
-/// Everything up to and including pivot_root.
+/// Everything before pivot_root: propagation, the rootfs bind, config mounts, /dev.
 pub fn setup(ctx: &Ctx) -> Result<()> {
     let linux = ctx.spec.linux().as_ref();
     let prop = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
@@ -380,8 +380,19 @@ pub fn setup(ctx: &Ctx) -> Result<()> {
         open_in_root(&root, p.cwd(), Create::Dir)
             .with_context(|| format!("process.cwd {}", p.cwd().display()))?;
     }
-    drop(root);
+    Ok(())
+}
+
+/// pivot_root (or MS_MOVE + chroot) into the prepared rootfs.
+pub fn enter(ctx: &Ctx) -> Result<()> {
     enter_root(ctx.rootfs, ctx.no_pivot)?;
+    let prop = ctx
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .and_then(propagation_flag)
+        .unwrap_or(0);
     if prop & libc::MS_SHARED != 0 {
         mount(None, "/", None, prop, None).context("apply linux.rootfsPropagation to /")?;
     }
