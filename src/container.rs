@@ -31,6 +31,9 @@ pub struct CreateOpts {
     pub foreground: bool,
 }
 
+/// Compiled seccomp filters under --root; '@' keeps the name apart from container ids.
+const SECCOMP_CACHE: &str = "@seccomp-cache";
+
 /// Removes a half-made container (state dir, process) unless disarmed.
 struct Undo {
     dir: Option<PathBuf>,
@@ -76,6 +79,14 @@ pub fn create(g: &Global, o: &CreateOpts) -> Result<(State, Spawned)> {
         dir: Some(dir.clone()),
         pids: vec![],
     };
+    // Compiled (or read back from the cache) now: a bad filter is an error of create.
+    let seccomp = match cfg.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(spawn::seccomp::compile(
+            s,
+            Some(&store.root.join(SECCOMP_CACHE)),
+        )?),
+        None => None,
+    };
     let fifo_path = dir.join(FIFO);
     nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o622))
         .with_context(|| format!("mkfifo {}", fifo_path.display()))?;
@@ -110,6 +121,7 @@ pub fn create(g: &Global, o: &CreateOpts) -> Result<(State, Spawned)> {
         inherit_tty: terminal && o.foreground,
         cgroup_paths: vec![],
         err_file: Some(err_file.into()),
+        seccomp,
     };
     let spawned = match spawn::spawn(&opts) {
         Ok(s) => s,

@@ -187,7 +187,6 @@ fn run(ch: &Channel, o: &Options, plan: &NsPlan, fast: bool) -> Result<Infallibl
     };
     rootfs::setup(&ctx)?;
     let hooks = spec.hooks().as_ref();
-    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
     let needs_state = hooks::any(
         hooks,
         &[
@@ -196,7 +195,7 @@ fn run(ch: &Channel, o: &Options, plan: &NsPlan, fast: bool) -> Result<Infallibl
             Kind::CreateContainer,
             Kind::StartContainer,
         ],
-    ) || seccomp.is_some_and(|s| s.listener_path().is_some());
+    ) || o.seccomp.as_ref().is_some_and(|p| p.has_listener());
     if needs_state {
         ch.send(&Msg::CreateRuntime)?;
         w.wait(&Msg::State(HookState::default()))?;
@@ -204,8 +203,12 @@ fn run(ch: &Channel, o: &Options, plan: &NsPlan, fast: bool) -> Result<Infallibl
     let state = w.state.take().unwrap_or_default();
     // In the container's namespaces, before pivot_root: the hook's path is a host path.
     hooks::run(Kind::CreateContainer, hooks, &state)?;
-    // Translated now so that a bad filter is an error of `create`; loaded before execve.
-    let filter = seccomp.map(seccomp::Filter::prepare).transpose()?;
+    // Compiled by the parent; the listener (a host path) is connected before pivot_root.
+    let filter = o
+        .seccomp
+        .as_ref()
+        .map(seccomp::Filter::prepare)
+        .transpose()?;
     rootfs::enter(&ctx)?;
     rootfs::finish(spec)?;
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {

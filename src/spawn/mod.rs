@@ -72,6 +72,8 @@ pub struct Options<'a> {
     /// Where the child writes an error that happens after `start` (startContainer hooks,
     /// seccomp load, execve), for `husk start` to report.
     pub err_file: Option<OwnedFd>,
+    /// linux.seccomp compiled to BPF, loaded by the child right before execve.
+    pub seccomp: Option<seccomp::Program>,
 }
 
 pub struct Spawned {
