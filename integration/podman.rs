@@ -149,13 +149,14 @@ fn tty_and_window_size() {
         e.root.join("storage").display(),
         e.root.join("run").display()
     );
-    let o = Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("script (bsdutils)");
+    let o = script(&cmd);
     let out = stdout(&o);
-    assert!(out.contains("/dev/pts/0"), "{out} {}", stderr(&o));
+    assert!(
+        out.contains("/dev/pts/0"),
+        "status {:?} stdout {out:?} stderr {:?}",
+        o.status,
+        stderr(&o)
+    );
     assert!(out.contains("31 97"), "{out}");
 }
 
@@ -236,13 +237,23 @@ fn exec_and_exec_it() {
         e.root.join("storage").display(),
         e.root.join("run").display()
     );
-    let o = Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let o = script(&cmd);
     let out = stdout(&o);
     assert!(out.contains("/dev/pts/"), "{out} {}", stderr(&o));
     assert!(out.contains("22 77"), "{out}");
     assert!(podman(&["rm", "-f", "-t", "0", "pm-x"]).status.success());
+}
+
+/// Run `cmd` under script(1), i.e. with a real terminal. Its stdin stays open (an empty
+/// pipe) until it ends: at EOF on stdin script may hang up the terminal early.
+fn script(cmd: &str) -> Output {
+    let mut child = Command::new("script")
+        .args(["-qec", cmd, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (bsdutils)");
+    let _stdin = child.stdin.take();
+    child.wait_with_output().unwrap()
 }

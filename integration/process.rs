@@ -203,3 +203,12 @@ fn missing_program_fails_create_with_runc_message() {
     assert!(!b.state_root().join("np").exists());
     assert!(host_procs_mentioning(b.dir.to_str().unwrap()).is_empty());
 }
+
+#[test]
+fn no_signal_is_ignored_or_blocked_in_the_container_process() {
+    // cat, not a shell: what husk hands over, before any program changes it
+    let b = Bundle::new(&["cat", "/proc/self/status"]);
+    let out = ok(&b.run("sigs"));
+    assert_eq!(field(&out, "SigBlk"), "0000000000000000", "{out}");
+    assert_eq!(field(&out, "SigIgn"), "0000000000000000", "{out}");
+}

@@ -89,6 +89,12 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         bail!("process.cwd {:?} must be an absolute path", process.cwd());
     }
     let linux = spec.linux().as_ref();
+    if let Some(s) = linux.and_then(|l| l.seccomp().as_ref()) {
+        crate::spawn::seccomp::validate(s)?;
+    }
+    if let Some(h) = spec.hooks() {
+        crate::hooks::validate(h)?;
+    }
     let mut seen = HashSet::new();
     let namespaces = linux
         .and_then(|l| l.namespaces().clone())

@@ -1,10 +1,12 @@
 //! Lifecycle of a stored container: create, start, kill, delete, and status refresh.
 
 use crate::config;
+use crate::hooks;
 use crate::spawn::{self, Options, Spawned};
-use crate::state::{State, Status, Store, FIFO};
+use crate::state::{State, Status, Store, FIFO, START_ERR};
 use anyhow::{anyhow, bail, Context, Result};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub struct Global {
@@ -28,6 +30,9 @@ pub struct CreateOpts {
     /// `run` in the foreground: a terminal process keeps our stdio.
     pub foreground: bool,
 }
+
+/// Compiled seccomp filters under --root; '@' keeps the name apart from container ids.
+const SECCOMP_CACHE: &str = "@seccomp-cache";
 
 /// Removes a half-made container (state dir, process) unless disarmed.
 struct Undo {
@@ -91,6 +96,14 @@ pub fn create(g: &Global, o: &CreateOpts) -> Result<(State, Spawned)> {
     if let (Some(cg), Some(r)) = (&cgroup, &resources) {
         cg.apply(r)?;
     }
+    // Compiled (or read back from the cache) now: a bad filter is an error of create.
+    let seccomp = match cfg.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(spawn::seccomp::compile(
+            s,
+            Some(&store.root.join(SECCOMP_CACHE)),
+        )?),
+        None => None,
+    };
     let fifo_path = dir.join(FIFO);
     nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o622))
         .with_context(|| format!("mkfifo {}", fifo_path.display()))?;
@@ -108,6 +121,14 @@ pub fn create(g: &Global, o: &CreateOpts) -> Result<(State, Spawned)> {
     }
     // SAFETY: fresh fd from open.
     let fifo = unsafe { OwnedFd::from_raw_fd(fd) };
+    let err_path = dir.join(START_ERR);
+    let err_file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&err_path)
+        .with_context(|| format!("create {}", err_path.display()))?;
     let opts = Options {
         id: &o.id,
         cfg: &cfg,
@@ -121,8 +142,29 @@ pub fn create(g: &Global, o: &CreateOpts) -> Result<(State, Spawned)> {
             Some(p) => Some(crate::tty::connect(p)?),
             None => None,
         },
+        err_file: Some(err_file.into()),
+        seccomp,
     };
-    let spawned = spawn::spawn(&opts)?;
+    let spawned = match spawn::spawn(&opts) {
+        Ok(s) => s,
+        Err(e) => {
+            // Lifecycle step 12 then 13: destroy what create made, then poststop hooks.
+            drop(undo);
+            let st = State {
+                id: o.id.clone(),
+                bundle: cfg.bundle.clone(),
+                annotations: cfg.spec.annotations().clone().unwrap_or_default(),
+                oci_version: cfg.spec.version().clone(),
+                ..Default::default()
+            };
+            hooks::run_warn(
+                hooks::Kind::Poststop,
+                cfg.spec.hooks().as_ref(),
+                &st.hook_state(Status::Stopped),
+            );
+            return Err(e);
+        }
+    };
     undo.pids = vec![spawned.pid];
     let pid_start = crate::sys::proc_stat(spawned.pid).map(|s| s.1).unwrap_or(0);
     let annotations = cfg.spec.annotations().clone().unwrap_or_default();
@@ -155,6 +197,11 @@ pub fn create(g: &Global, o: &CreateOpts) -> Result<(State, Spawned)> {
                     .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Mount)
             }),
         oci_version: cfg.spec.version().clone(),
+        hooks: cfg
+            .spec
+            .hooks()
+            .clone()
+            .filter(|h| hooks::any(Some(h), &[hooks::Kind::Poststart, hooks::Kind::Poststop])),
     };
     store.save(&st)?;
     if let Some(p) = &o.pid_file {
@@ -228,9 +275,45 @@ pub fn start(g: &Global, id: &str) -> Result<()> {
     // SAFETY: fd is ours.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     nix::unistd::write(&fd, b"0").context("write to the exec fifo")?;
-    drop(fd);
     std::fs::remove_file(&fifo).with_context(|| format!("remove {}", fifo.display()))?;
+    wait_exec(&fd)?;
+    drop(fd);
+    let err_path = store.dir(id).join(START_ERR);
+    let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+    if !err.is_empty() {
+        bail!("{err}");
+    }
+    // Lifecycle step 9: after the user's program was executed, before start returns.
+    hooks::run_warn(
+        hooks::Kind::Poststart,
+        st.hooks.as_ref(),
+        &st.hook_state(Status::Running),
+    );
     Ok(())
+}
+
+/// The container's process holds the fifo's only read end, close-on-exec: once it has
+/// exec'd the user's program (or died) the write end sees POLLERR.
+fn wait_exec(fd: &OwnedFd) -> Result<()> {
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, -1) };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e).context("wait for the container process to exec");
+        }
+        if pfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+            return Ok(());
+        }
+    }
 }
 
 pub fn state_json(g: &Global, id: &str) -> Result<String> {
@@ -368,6 +451,12 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<()> {
     }
     std::fs::remove_dir_all(store.dir(id))
         .with_context(|| format!("remove {}", store.dir(id).display()))?;
+    // Lifecycle step 13: after the container is deleted, before delete returns.
+    hooks::run_warn(
+        hooks::Kind::Poststop,
+        st.hooks.as_ref(),
+        &st.hook_state(Status::Stopped),
+    );
     Ok(())
 }
 
@@ -555,6 +644,14 @@ pub fn exec(
             None => None,
         },
         inherit_tty: o.process.terminal().unwrap_or(false) && o.console_socket.is_none(),
+        seccomp: match linux.and_then(|l| l.seccomp().as_ref()) {
+            Some(s) => Some(spawn::seccomp::compile(
+                s,
+                Some(&store.root.join(SECCOMP_CACHE)),
+            )?),
+            None => None,
+        },
+        state: serde_json::to_value(st.hook_state(st.status(&store)))?,
     })?;
     if let Some(p) = &o.pid_file {
         if let Err(e) = write_pid_file(p, pid) {

@@ -4,6 +4,7 @@ pub mod cgroups;
 pub mod cli;
 pub mod config;
 pub mod container;
+pub mod hooks;
 pub mod log;
 pub mod rootless;
 pub mod spawn;

@@ -8,6 +8,8 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub const FIFO: &str = "exec.fifo";
+/// Where the container's first process leaves an error that happens after `start`.
+pub const START_ERR: &str = "start.err";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -57,6 +59,9 @@ pub struct State {
     /// No mount namespace of its own: its mounts are in ours, under rootfs, until delete.
     #[serde(default)]
     pub shares_our_mntns: bool,
+    /// The config's hooks: poststart runs in `start`, poststop in `delete`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 /// runc's JSON for `state` and `list --format json`.
@@ -182,6 +187,26 @@ impl Store {
 }
 
 impl State {
+    /// The runtime state handed to hooks.
+    pub fn hook_state(&self, status: Status) -> crate::hooks::HookState {
+        crate::hooks::HookState {
+            oci_version: if self.oci_version.is_empty() {
+                crate::config::OCI_VERSION.into()
+            } else {
+                self.oci_version.clone()
+            },
+            id: self.id.clone(),
+            status: status.as_str().into(),
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                self.pid
+            },
+            bundle: self.bundle.clone(),
+            annotations: self.annotations.clone(),
+        }
+    }
+
     /// Is the recorded process still the container's (alive and not a zombie)?
     pub fn alive(&self) -> bool {
         matches!(crate::sys::proc_stat(self.pid), Some((s, start)) if s != 'Z' && s != 'X' && start == self.pid_start)

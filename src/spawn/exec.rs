@@ -49,6 +49,10 @@ pub struct ExecOptions<'a> {
     pub console: Option<std::os::fd::OwnedFd>,
     /// process.terminal in the foreground without a socket: keep our terminal.
     pub inherit_tty: bool,
+    /// The container's linux.seccomp, compiled: exec'd processes get the same filter.
+    pub seccomp: Option<super::seccomp::Program>,
+    /// The container's state, for a seccomp notify listener.
+    pub state: serde_json::Value,
 }
 
 /// Namespaces in the order they are joined: user first (it grants the capabilities the
@@ -206,6 +210,13 @@ fn child(ch: &Channel, o: &ExecOptions, nss: Vec<Ns>, pid_in_child: bool) -> Res
         .thread_set_mask()
         .context("restore the signal mask")?;
 
+    // The notify listener (if any) is a host path: connect before joining the mount namespace.
+    let filter = o
+        .seccomp
+        .as_ref()
+        .map(super::seccomp::Filter::prepare)
+        .transpose()?;
+
     // 1. cgroups, from the host's view (before the mount and cgroup namespaces change it)
     for dir in o.cgroup_paths {
         let procs = dir.join("cgroup.procs");
@@ -259,18 +270,28 @@ fn child(ch: &Channel, o: &ExecOptions, nss: Vec<Ns>, pid_in_child: bool) -> Res
     process::set_scheduler(p)?;
     process::set_io_priority(p)?;
     let caps = process::cap_plan(p.capabilities().as_ref())?;
-    process::switch_user_and_caps(p, &caps)?;
+    let nnp = p.no_new_privileges().unwrap_or(false);
+    // Without no_new_privs the kernel loads a filter only with CAP_SYS_ADMIN.
+    let keep_admin =
+        filter.is_some() && !nnp && !caps.effective_has(caps::Capability::CAP_SYS_ADMIN);
+    process::switch_user_and_caps(p, &caps, keep_admin)?;
     let cwd = p.cwd();
     nix::unistd::chdir(cwd).with_context(|| format!("chdir to process.cwd {}", cwd.display()))?;
     let umask = p.user().umask().unwrap_or(0o022);
     // SAFETY: plain syscall.
     unsafe { libc::umask(umask as libc::mode_t) };
-    if p.no_new_privileges().unwrap_or(false) {
+    if nnp {
         process::no_new_privs()?;
     }
     process::set_personality(o.linux)?;
     let exec = process::prepare_exec(p)?;
-    // (linux.seccomp, once husk has it, goes here: last before execve.)
     crate::sys::cloexec_from(3 + o.preserve_fds)?;
+    // Last: the same filter as the container's first process.
+    if let Some(f) = filter {
+        f.load(&o.state)?;
+    }
+    if keep_admin {
+        process::finish_caps(&caps)?;
+    }
     Err(exec.exec())
 }

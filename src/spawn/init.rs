@@ -1,8 +1,11 @@
 //! The container's first process, from clone to execve. The steps, top to bottom, are the
-//! order the kernel needs: namespaces, mounts, identity, capabilities, then wait for start.
+//! order the kernel needs: namespaces, mounts (with the create hooks just before
+//! pivot_root), identity, capabilities, then wait for start; after it the startContainer
+//! hooks, the seccomp filter, and execve.
 
 use super::sync::{Channel, Msg};
-use super::{process, rootfs, sysctl, NsPlan, Options};
+use super::{process, rootfs, seccomp, sysctl, NsPlan, Options};
+use crate::hooks::{self, HookState, Kind};
 use anyhow::{anyhow, bail, Context, Result};
 use oci_spec::runtime::LinuxNamespaceType;
 use std::convert::Infallible;
@@ -13,6 +16,7 @@ struct Waiter<'a> {
     ch: &'a Channel,
     mapped: bool,
     cgroups: bool,
+    state: Option<HookState>,
 }
 
 impl Waiter<'_> {
@@ -20,12 +24,14 @@ impl Waiter<'_> {
         loop {
             if (*want == Msg::Mapped && self.mapped)
                 || (*want == Msg::CgroupsJoined && self.cgroups)
+                || (matches!(want, Msg::State(_)) && self.state.is_some())
             {
                 return Ok(());
             }
             match self.ch.recv()? {
                 Some(Msg::Mapped) => self.mapped = true,
                 Some(Msg::CgroupsJoined) => self.cgroups = true,
+                Some(Msg::State(s)) => self.state = Some(s),
                 Some(m) => bail!("unexpected message from husk: {m:?}"),
                 None => bail!("husk went away during container setup"),
             }
@@ -39,9 +45,13 @@ pub fn main(ch: Channel, o: &Options, plan: &NsPlan, fast: bool) -> ! {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    let _ = ch.send(&Msg::Error {
-        msg: format!("{err:#}"),
-    });
+    let msg = format!("{err:#}");
+    // Before `start` the parent reads this; after it, `husk start` reads the error file.
+    let _ = ch.send(&Msg::Error { msg: msg.clone() });
+    if let Some(f) = &o.err_file {
+        // SAFETY: msg is valid for its length; f is the error file's fd.
+        unsafe { libc::write(f.as_raw_fd(), msg.as_ptr().cast(), msg.len()) };
+    }
     // SAFETY: leave without running destructors or atexit handlers of the parent's image.
     unsafe { libc::_exit(1) }
 }
@@ -91,6 +101,7 @@ fn run(ch: &Channel, o: &Options, plan: &NsPlan, fast: bool) -> Result<Infallibl
         ch,
         mapped: false,
         cgroups: false,
+        state: None,
     };
     let new_user = plan.has_new(libc::CLONE_NEWUSER);
     let in_userns = new_user
@@ -182,7 +193,31 @@ fn run(ch: &Channel, o: &Options, plan: &NsPlan, fast: bool) -> Result<Infallibl
         cgroup_paths: &o.cgroup_paths,
     };
     let late_propagation = rootfs::setup(&ctx)?;
-    // /proc is mounted and /proc/sys not yet read-only.
+    let hooks = spec.hooks().as_ref();
+    let needs_state = hooks::any(
+        hooks,
+        &[
+            Kind::Prestart,
+            Kind::CreateRuntime,
+            Kind::CreateContainer,
+            Kind::StartContainer,
+        ],
+    ) || o.seccomp.as_ref().is_some_and(|p| p.has_listener());
+    if needs_state {
+        ch.send(&Msg::CreateRuntime)?;
+        w.wait(&Msg::State(HookState::default()))?;
+    }
+    let state = w.state.take().unwrap_or_default();
+    // In the container's namespaces, before pivot_root: the hook's path is a host path.
+    hooks::run(Kind::CreateContainer, hooks, &state)?;
+    // Compiled by the parent; the listener (a host path) is connected before pivot_root.
+    let filter = o
+        .seccomp
+        .as_ref()
+        .map(seccomp::Filter::prepare)
+        .transpose()?;
+    rootfs::enter(&ctx)?;
+    // /proc is the container's and /proc/sys not yet read-only.
     sysctl::apply(spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()))?;
     rootfs::finish(spec, late_propagation)?;
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
@@ -204,13 +239,17 @@ fn run(ch: &Channel, o: &Options, plan: &NsPlan, fast: bool) -> Result<Infallibl
     process::set_scheduler(process)?;
     process::set_io_priority(process)?;
     let caps = process::cap_plan(process.capabilities().as_ref())?;
-    process::switch_user_and_caps(process, &caps)?;
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    // Without no_new_privs the kernel loads a filter only with CAP_SYS_ADMIN.
+    let keep_admin =
+        filter.is_some() && !nnp && !caps.effective_has(caps::Capability::CAP_SYS_ADMIN);
+    process::switch_user_and_caps(process, &caps, keep_admin)?;
     let cwd = process.cwd();
     nix::unistd::chdir(cwd).with_context(|| format!("chdir to process.cwd {}", cwd.display()))?;
     let umask = process.user().umask().unwrap_or(0o022);
     // SAFETY: plain syscall.
     unsafe { libc::umask(umask as libc::mode_t) };
-    if process.no_new_privileges().unwrap_or(false) {
+    if nnp {
         process::no_new_privs()?;
     }
     process::set_personality(spec.linux().as_ref())?;
@@ -221,6 +260,16 @@ fn run(ch: &Channel, o: &Options, plan: &NsPlan, fast: bool) -> Result<Infallibl
     // 4. ready; wait for `start` on the exec fifo, then become the user's program.
     ch.send(&Msg::Ready)?;
     wait_for_start(o.fifo.as_raw_fd())?;
+    // In the container, as its user: the hook's path is resolved in the container.
+    let state = state.with_status("created");
+    hooks::run(Kind::StartContainer, hooks, &state)?;
+    // Last: the filter polices nothing of ours but these few calls and execve.
+    if let Some(f) = filter {
+        f.load(&serde_json::to_value(&state)?)?;
+    }
+    if keep_admin {
+        process::finish_caps(&caps)?;
+    }
     Err(exec.exec())
 }
 

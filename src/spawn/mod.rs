@@ -6,6 +6,7 @@ pub mod idmap;
 pub mod init;
 pub mod process;
 pub mod rootfs;
+pub mod seccomp;
 pub mod sync;
 pub mod sysctl;
 
@@ -94,6 +95,11 @@ pub struct Options<'a> {
     pub cgroup: Option<&'a crate::cgroups::Cgroup>,
     /// Connected `--console-socket` (process.terminal).
     pub console: Option<OwnedFd>,
+    /// Where the child writes an error that happens after `start` (startContainer hooks,
+    /// seccomp load, execve), for `husk start` to report.
+    pub err_file: Option<OwnedFd>,
+    /// linux.seccomp compiled to BPF, loaded by the child right before execve.
+    pub seccomp: Option<seccomp::Program>,
 }
 
 pub struct Spawned {
@@ -208,14 +214,36 @@ pub fn spawn(o: &Options) -> Result<Spawned> {
         cg.attach(pid, into_v2)?;
     }
     parent_ch.send(&Msg::CgroupsJoined)?;
+    // On the slow path a new pid (or time) namespace means one more fork: the container's
+    // pid arrives as Pid(n), which may come after the grandchild's first messages.
+    let forks = !fast && plan.new & (libc::CLONE_NEWPID | libc::CLONE_NEWTIME) != 0;
+    let mut pid_known = !forks;
+    let mut create_runtime_pending = false;
     loop {
+        if create_runtime_pending && pid_known {
+            create_runtime_pending = false;
+            let st = crate::hooks::HookState {
+                oci_version: o.cfg.spec.version().clone(),
+                id: o.id.to_string(),
+                status: "creating".into(),
+                pid: init_pid,
+                bundle: o.cfg.bundle.clone(),
+                annotations: o.cfg.spec.annotations().clone().unwrap_or_default(),
+            };
+            let hooks = o.cfg.spec.hooks().as_ref();
+            crate::hooks::run(crate::hooks::Kind::Prestart, hooks, &st)?;
+            crate::hooks::run(crate::hooks::Kind::CreateRuntime, hooks, &st)?;
+            parent_ch.send(&Msg::State(st))?;
+        }
         match parent_ch.recv()? {
             Some(Msg::MapMe) => {
                 idmap::write(pid, &uid_maps, &gid_maps)?;
                 parent_ch.send(&Msg::Mapped)?;
             }
+            Some(Msg::CreateRuntime) => create_runtime_pending = true,
             Some(Msg::Pid(p)) => {
                 init_pid = p;
+                pid_known = true;
                 reaper.pids.push(p);
                 // The intermediate process exits right after telling us; reap it.
                 // SAFETY: waiting for our own child.

@@ -31,6 +31,53 @@ impl Exec {
             .map(|a| a.as_ptr())
             .chain(std::iter::once(std::ptr::null()))
             .collect();
+        // An ignored signal stays ignored across execve: Rust's runtime ignores SIGPIPE, and
+        // whoever started husk may have ignored others. The program starts clean.
+        // The raw syscall: glibc's sigaction refuses its internal signals 32 and 33.
+        #[repr(C)]
+        struct KSigaction {
+            handler: usize,
+            flags: u64,
+            restorer: usize,
+            mask: u64,
+        }
+        for sig in 1..=64 {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            let mut old = KSigaction {
+                handler: 0,
+                flags: 0,
+                restorer: 0,
+                mask: 0,
+            };
+            let dfl = KSigaction {
+                handler: 0,
+                flags: 0,
+                restorer: 0,
+                mask: 0,
+            };
+            // SAFETY: rt_sigaction with the kernel's struct layout and an 8-byte sigset.
+            unsafe {
+                if libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    std::ptr::null::<KSigaction>(),
+                    &mut old as *mut KSigaction,
+                    8,
+                ) == 0
+                    && old.handler == libc::SIG_IGN
+                {
+                    libc::syscall(
+                        libc::SYS_rt_sigaction,
+                        sig,
+                        &dfl as *const KSigaction,
+                        std::ptr::null_mut::<KSigaction>(),
+                        8,
+                    );
+                }
+            }
+        }
         // SAFETY: NULL-terminated arrays of valid C strings that outlive the call.
         unsafe { libc::execve(self.path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
         anyhow!("exec {:?}: {}", self.path, std::io::Error::last_os_error())
@@ -131,9 +178,19 @@ pub fn cap_plan(c: Option<&LinuxCapabilities>) -> Result<CapPlan> {
     })
 }
 
+impl CapPlan {
+    pub fn effective_has(&self, c: caps::Capability) -> bool {
+        self.effective.contains(&c)
+    }
+}
+
 /// Drop the bounding set (needs CAP_SETPCAP, so before setuid), switch user keeping the
 /// permitted set, then set effective/permitted/inheritable and raise ambient.
-pub fn switch_user_and_caps(p: &Process, plan: &CapPlan) -> Result<()> {
+///
+/// With `keep_admin`, CAP_SYS_ADMIN stays effective and permitted and ambient is left
+/// alone: a seccomp filter loaded without no_new_privs needs it. [`finish_caps`] then sets
+/// the final sets right before execve.
+pub fn switch_user_and_caps(p: &Process, plan: &CapPlan, keep_admin: bool) -> Result<()> {
     for cap in caps::runtime::thread_all_supported() {
         if !plan.bounding.contains(&cap) {
             caps::drop(None, caps::CapSet::Bounding, cap)
@@ -179,6 +236,19 @@ pub fn switch_user_and_caps(p: &Process, plan: &CapPlan) -> Result<()> {
         );
     }
     nix::sys::prctl::set_keepcaps(false).context("prctl(PR_SET_KEEPCAPS, 0)")?;
+    if keep_admin {
+        let mut eff = plan.effective.clone();
+        let mut perm = plan.permitted.clone();
+        eff.insert(caps::Capability::CAP_SYS_ADMIN);
+        perm.insert(caps::Capability::CAP_SYS_ADMIN);
+        return capset(&eff, &perm, &plan.inheritable)
+            .context("keep CAP_SYS_ADMIN until the seccomp filter is loaded");
+    }
+    finish_caps(plan)
+}
+
+/// The final effective/permitted/inheritable sets, and ambient raised.
+pub fn finish_caps(plan: &CapPlan) -> Result<()> {
     capset(&plan.effective, &plan.permitted, &plan.inheritable)?;
     caps::clear(None, caps::CapSet::Ambient).ok();
     for cap in &plan.ambient {

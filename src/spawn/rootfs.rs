@@ -332,8 +332,9 @@ pub struct Ctx<'a> {
     pub cgroup_paths: &'a [(PathBuf, PathBuf)],
 }
 
-/// Everything up to and including pivot_root. Returns a propagation (shared, unbindable)
-/// that must wait until `finish` has made its own mounts.
+/// Everything before pivot_root: propagation, the rootfs bind, config mounts, /dev.
+/// Returns a propagation (shared, unbindable) that must wait until `finish` has made its
+/// own mounts.
 pub fn setup(ctx: &Ctx) -> Result<Option<c_ulong>> {
     let linux = ctx.spec.linux().as_ref();
     let prop = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
@@ -399,14 +400,19 @@ pub fn setup(ctx: &Ctx) -> Result<Option<c_ulong>> {
             .with_context(|| format!("process.cwd {}", p.cwd().display()))?;
     }
     drop(root);
-    if !ctx.own_mntns {
-        // No mount namespace of our own: pivot_root would pivot the host's.
-        nix::unistd::chroot(ctx.rootfs).with_context(|| format!("chroot into {rootfs}"))?;
-        nix::unistd::chdir("/").context("chdir to / in the container")?;
-        return Ok(None);
-    }
-    enter_root(ctx.rootfs, ctx.no_pivot)?;
     Ok(if late { Some(prop) } else { None })
+}
+
+/// pivot_root (or MS_MOVE + chroot) into the prepared rootfs; without a mount namespace of
+/// our own, a plain chroot (pivot_root would pivot the host's).
+pub fn enter(ctx: &Ctx) -> Result<()> {
+    if !ctx.own_mntns {
+        nix::unistd::chroot(ctx.rootfs)
+            .with_context(|| format!("chroot into {}", ctx.rootfs.display()))?;
+        nix::unistd::chdir("/").context("chdir to / in the container")?;
+        return Ok(());
+    }
+    enter_root(ctx.rootfs, ctx.no_pivot)
 }
 
 /// After pivot_root: masked paths, read-only paths, read-only root, then the late

@@ -18,16 +18,35 @@
 //!  attach cgroups
 //!  CgroupsJoined ───────────────────────▶   (waited for before unsharing the cgroup ns,
 //!                                            or at the latest before exec)
-//!                                           mounts, pivot_root, /dev, masked paths,
-//!                                           user, capabilities, no_new_privs
+//!                                           propagation, rootfs bind, mounts, /dev
+//!                     ◀──────────────────── CreateRuntime     (only with prestart,
+//!                                            createRuntime, createContainer or
+//!                                            startContainer hooks, or a seccomp listener)
+//!  (slow path: wait for Pid first)
+//!  run prestart, then createRuntime hooks
+//!  State(HookState) ────────────────────▶   (status "creating", the pid in our pid ns)
+//!                                           createContainer hooks, listener connect,
+//!                                           pivot_root, masked paths, hostname,
+//!                                           user, capabilities, no_new_privs,
+//!                                           seccomp translated (not loaded)
 //!                     ◀──────────────────── Log{..}            (any time, any number)
 //!                     ◀──────────────────── Ready   or   Error{msg}
-//!  write state.json, exit 0                 wait on the exec fifo, then execve
+//!  write state.json, exit 0                 wait on the exec fifo; after `start`:
+//!                                           startContainer hooks, load seccomp (+ fd
+//!                                           to the listener), final capabilities, execve
 //! ```
+//!
+//! A failing hook in the parent is an error of `create`: the parent kills the child and
+//! cleans up, the child needs no message for it.
 //!
 //! An `Error` carries the child's whole anyhow context chain flattened to one line, so
 //! the user sees e.g. `mount proc at /proc: Operation not permitted`. If the child dies
 //! without a word the parent reads EOF and reports the wait status.
+//!
+//! After `start` nobody listens on this channel any more: an error of the child from then
+//! on (a startContainer hook, the seccomp load, execve) is written to the state dir's
+//! `start.err` file through an fd the child inherited, and `husk start`, which waits until
+//! the child has exec'd or died, reports it.
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -39,9 +58,19 @@ pub enum Msg {
     Mapped,
     Pid(i32),
     CgroupsJoined,
-    Log { level: String, msg: String },
+    Log {
+        level: String,
+        msg: String,
+    },
+    /// Child: namespaces and mounts exist, pivot_root comes next; run the runtime-side
+    /// create hooks and send the state.
+    CreateRuntime,
+    /// Parent: those hooks succeeded; the state the child's hooks and listener get.
+    State(crate::hooks::HookState),
     Ready,
-    Error { msg: String },
+    Error {
+        msg: String,
+    },
 }
 
 pub struct Channel {
