@@ -297,3 +297,32 @@ fn log_file_gets_the_error_as_json() {
     );
     assert!(last["time"].is_string());
 }
+
+#[test]
+fn features_and_unsupported_commands() {
+    let o = std::process::Command::new(HUSK)
+        .arg("features")
+        .output()
+        .unwrap();
+    let f: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(f["ociVersionMin"], "1.0.0");
+    assert!(f["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n == "user"));
+    assert_eq!(f["linux"]["seccomp"]["enabled"], true);
+    assert!(f["linux"]["seccomp"]["archs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a == "SCMP_ARCH_X86_64"));
+    for cmd in ["checkpoint", "restore"] {
+        let o = std::process::Command::new(HUSK)
+            .args([cmd, "--image-path", "/tmp/x", "c1"])
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("not supported"), "{}", stderr(&o));
+    }
+}

@@ -60,7 +60,7 @@ impl Kind {
         v.as_deref().unwrap_or_default()
     }
 
-    const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Prestart,
         Kind::CreateRuntime,
         Kind::CreateContainer,

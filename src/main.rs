@@ -121,6 +121,14 @@ enum Cmd {
         interval: String,
         id: String,
     },
+    /// Print what this husk supports (the runtime-spec features document)
+    Features,
+    /// checkpoint (CRIU) is not supported
+    #[command(hide = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    Checkpoint { args: Vec<String> },
+    /// restore (CRIU) is not supported
+    #[command(hide = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    Restore { args: Vec<String> },
     /// Write a default config.json
     Spec {
         #[arg(long, short = 'b', default_value = ".")]
@@ -165,6 +173,16 @@ fn create_opts(a: CreateArgs, foreground: bool) -> CreateOpts {
 
 fn real_main(cli: Cli) -> Result<i32> {
     husk::log::init(cli.log.as_deref(), cli.log_format == "json", cli.debug)?;
+    match &cli.cmd {
+        Cmd::Features => {
+            husk::cli::features::run()?;
+            return Ok(0);
+        }
+        Cmd::Checkpoint { .. } | Cmd::Restore { .. } => {
+            bail!("checkpoint/restore is not supported by husk (no CRIU integration)")
+        }
+        _ => {}
+    }
     if let Cmd::Spec { bundle, rootless } = &cli.cmd {
         husk::cli::spec::run(bundle, *rootless)?;
         return Ok(0);
@@ -205,7 +223,9 @@ fn real_main(cli: Cli) -> Result<i32> {
             interval,
             id,
         } => husk::cli::events::run(&g, &id, stats, &interval)?,
-        Cmd::Spec { .. } => unreachable!(),
+        Cmd::Spec { .. } | Cmd::Features | Cmd::Checkpoint { .. } | Cmd::Restore { .. } => {
+            unreachable!()
+        }
     }
     Ok(0)
 }

@@ -2,6 +2,7 @@
 
 pub mod events;
 pub mod exec;
+pub mod features;
 pub mod list;
 pub mod ps;
 pub mod spec;

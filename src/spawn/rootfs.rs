@@ -111,7 +111,7 @@ pub const RECURSIVE_OPTIONS: &[(&str, u64, u64)] = &[
 ];
 
 /// Options husk handles itself (not passed to the filesystem).
-pub const OTHER_OPTIONS: &[&str] = &["idmap", "ridmap", "tmpcopyup"];
+pub const OTHER_OPTIONS: &[&str] = &["tmpcopyup"];
 
 pub fn parse_options(opts: &[String]) -> MountOptions {
     let mut o = MountOptions::default();

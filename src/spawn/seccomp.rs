@@ -102,6 +102,104 @@ fn takes_errno(a: LinuxSeccompAction) -> bool {
     )
 }
 
+/// Every action and operator of the spec: `action` and `compare` below match on them
+/// exhaustively, and `features_guard` fails to compile if the spec grows one we don't list.
+pub const ACTIONS: &[LinuxSeccompAction] = {
+    use LinuxSeccompAction::*;
+    &[
+        ScmpActKill,
+        ScmpActKillThread,
+        ScmpActKillProcess,
+        ScmpActTrap,
+        ScmpActErrno,
+        ScmpActNotify,
+        ScmpActTrace,
+        ScmpActLog,
+        ScmpActAllow,
+    ]
+};
+pub const OPERATORS: &[LinuxSeccompOperator] = {
+    use LinuxSeccompOperator::*;
+    &[
+        ScmpCmpNe,
+        ScmpCmpLt,
+        ScmpCmpLe,
+        ScmpCmpEq,
+        ScmpCmpGe,
+        ScmpCmpGt,
+        ScmpCmpMaskedEq,
+    ]
+};
+pub const FLAGS: &[LinuxSeccompFilterFlag] = {
+    use LinuxSeccompFilterFlag::*;
+    &[
+        SeccompFilterFlagLog,
+        SeccompFilterFlagSpecAllow,
+        SeccompFilterFlagTsync,
+        SeccompFilterFlagWaitKillableRecv,
+    ]
+};
+
+#[allow(dead_code)]
+fn features_guard(
+    a: LinuxSeccompAction,
+    o: LinuxSeccompOperator,
+    f: LinuxSeccompFilterFlag,
+) -> usize {
+    use LinuxSeccompAction::*;
+    use LinuxSeccompFilterFlag::*;
+    use LinuxSeccompOperator::*;
+    let a = match a {
+        ScmpActKill | ScmpActKillThread | ScmpActKillProcess | ScmpActTrap | ScmpActErrno
+        | ScmpActNotify | ScmpActTrace | ScmpActLog | ScmpActAllow => 0,
+    };
+    let o = match o {
+        ScmpCmpNe | ScmpCmpLt | ScmpCmpLe | ScmpCmpEq | ScmpCmpGe | ScmpCmpGt | ScmpCmpMaskedEq => {
+            0
+        }
+    };
+    let f = match f {
+        SeccompFilterFlagLog
+        | SeccompFilterFlagSpecAllow
+        | SeccompFilterFlagTsync
+        | SeccompFilterFlagWaitKillableRecv => 0,
+    };
+    a + o + f
+}
+
+/// Architectures of the spec that this libseccomp knows.
+pub fn supported_archs() -> Vec<String> {
+    const ALL: &[&str] = &[
+        "SCMP_ARCH_X86",
+        "SCMP_ARCH_X86_64",
+        "SCMP_ARCH_X32",
+        "SCMP_ARCH_ARM",
+        "SCMP_ARCH_AARCH64",
+        "SCMP_ARCH_MIPS",
+        "SCMP_ARCH_MIPS64",
+        "SCMP_ARCH_MIPS64N32",
+        "SCMP_ARCH_MIPSEL",
+        "SCMP_ARCH_MIPSEL64",
+        "SCMP_ARCH_MIPSEL64N32",
+        "SCMP_ARCH_PPC",
+        "SCMP_ARCH_PPC64",
+        "SCMP_ARCH_PPC64LE",
+        "SCMP_ARCH_S390",
+        "SCMP_ARCH_S390X",
+        "SCMP_ARCH_PARISC",
+        "SCMP_ARCH_PARISC64",
+        "SCMP_ARCH_RISCV64",
+        "SCMP_ARCH_LOONGARCH64",
+        "SCMP_ARCH_M68K",
+        "SCMP_ARCH_SH",
+        "SCMP_ARCH_SHEB",
+    ];
+    ALL.iter()
+        .filter(|a| a.parse::<ScmpArch>().is_ok())
+        .map(|a| a.to_string())
+        .collect()
+}
+
 fn action(a: LinuxSeccompAction, errno: Option<u32>) -> ScmpAction {
     use LinuxSeccompAction::*;
     let errno = errno.unwrap_or(libc::EPERM as u32);
