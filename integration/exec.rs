@@ -463,7 +463,7 @@ fn rootless_exec_joins_the_pid_namespace_through_the_user_namespace() {
     assert!(chown.success());
     let state_root = b.state_root();
     let as_user = |args: &[&str]| {
-        let mut c = Command::new(HUSK);
+        let mut c = Command::new(husk_for_users());
         c.arg("--root")
             .arg(&state_root)
             .args(args)

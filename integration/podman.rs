@@ -257,3 +257,179 @@ fn script(cmd: &str) -> Output {
     let _stdin = child.stdin.take();
     child.wait_with_output().unwrap()
 }
+
+/// podman as the unprivileged test user: podman runs husk as root of its own user
+/// namespace, with the user's subordinate ranges mapped.
+struct RootlessPodman {
+    tmp: tempfile::TempDir,
+    uid: u32,
+    gid: u32,
+    home: String,
+}
+
+fn rootless_podman() -> RootlessPodman {
+    require_root();
+    let name = std::env::var("HUSK_TEST_USER").unwrap_or_else(|_| "husktest".into());
+    let u = nix::unistd::User::from_name(&name)
+        .unwrap()
+        .unwrap_or_else(|| panic!("test user {name} does not exist (hack/deps creates it)"));
+    let tmp = tempfile::Builder::new()
+        .prefix("husk-podman-rl-")
+        .tempdir()
+        .unwrap();
+    let r = RootlessPodman {
+        uid: u.uid.as_raw(),
+        gid: u.gid.as_raw(),
+        home: u.dir.to_string_lossy().into_owned(),
+        tmp,
+    };
+    let d = r.tmp.path();
+    make_rootfs(&d.join("rootfs"));
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(d.join("rootfs"))
+        .arg("-cf")
+        .arg(d.join("rootfs.tar"))
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    let contrib = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/containers.conf"),
+    )
+    .unwrap();
+    let text = contrib.replace(
+        r#"husk = ["/usr/local/bin/husk", "/usr/bin/husk"]"#,
+        &format!("husk = [{:?}]", husk_for_users()),
+    )
+        + "\n[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n";
+    std::fs::write(d.join("containers.conf"), text).unwrap();
+    std::fs::create_dir_all(d.join("xdg")).unwrap();
+    assert!(Command::new("chown")
+        .arg("-R")
+        .arg(format!("{}:{}", r.uid, r.gid))
+        .arg(d)
+        .status()
+        .unwrap()
+        .success());
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(d.join("xdg"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let o = r.podman(&[
+        "import",
+        d.join("rootfs.tar").to_str().unwrap(),
+        "localhost/husk-busybox",
+    ]);
+    assert!(o.status.success(), "rootless podman import: {}", stderr(&o));
+    r
+}
+
+impl RootlessPodman {
+    fn podman(&self, args: &[&str]) -> Output {
+        let d = self.tmp.path();
+        Command::new("setpriv")
+            .arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .arg("--init-groups")
+            .arg("--")
+            .arg("podman")
+            .arg("--root")
+            .arg(d.join("storage"))
+            .arg("--runroot")
+            .arg(d.join("xdg/run"))
+            .args([
+                "--runtime",
+                "husk",
+                "--cgroup-manager",
+                "cgroupfs",
+                "--events-backend",
+                "file",
+            ])
+            .args(args)
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .env("HOME", &self.home)
+            .env("XDG_RUNTIME_DIR", d.join("xdg"))
+            .env("CONTAINERS_CONF", d.join("containers.conf"))
+            .current_dir(d)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+#[test]
+fn rootless_podman_run_keep_id_and_default_network() {
+    let r = rootless_podman();
+    // the user's whole subordinate range is mapped, exit code passes through
+    let o = r.podman(&[
+        "run",
+        "--rm",
+        IMG,
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map; id -u; exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], ["0", &r.uid.to_string(), "1"], "{out}");
+    assert_eq!(lines[1][0], "1", "{out}");
+    assert!(lines[1][2].parse::<u32>().unwrap() >= 65536, "{out}");
+    assert_eq!(lines[2], ["0"]);
+    // --userns=keep-id: the user is itself inside
+    let o = r.podman(&["run", "--rm", "--userns=keep-id", IMG, "id", "-u"]);
+    assert_eq!(stdout(&o).trim(), r.uid.to_string(), "{}", stderr(&o));
+    // --uidmap: an explicit mapping
+    let o = r.podman(&[
+        "run",
+        "--rm",
+        "--uidmap",
+        "0:1:500",
+        "--gidmap",
+        "0:1:500",
+        IMG,
+        "cat",
+        "/proc/self/uid_map",
+    ]);
+    let m_text = stdout(&o);
+    let m: Vec<&str> = m_text.split_whitespace().collect();
+    assert_eq!(m, ["0", "1", "500"], "{}", stderr(&o));
+    // the default rootless network (slirp4netns) and --network none
+    let o = r.podman(&["run", "--rm", IMG, "ls", "/sys/class/net"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).split_whitespace().any(|n| n == "tap0"),
+        "{}",
+        stdout(&o)
+    );
+    let o = r.podman(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        IMG,
+        "ls",
+        "/sys/class/net",
+    ]);
+    assert_eq!(
+        stdout(&o).split_whitespace().collect::<Vec<_>>(),
+        ["lo"],
+        "{}",
+        stderr(&o)
+    );
+    // a missing program: our message, exit 127, rootless too
+    let o = r.podman(&["run", "--rm", IMG, "nope-cmd"]);
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("executable file not found"),
+        "{}",
+        stderr(&o)
+    );
+}

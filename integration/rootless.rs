@@ -149,7 +149,7 @@ impl Rootless {
             .arg(format!("--regid={}", self.user.gid))
             .arg("--init-groups")
             .arg("--")
-            .arg(HUSK)
+            .arg(husk_for_users())
             .args(args)
             .env_clear()
             .env("PATH", &self.path)

@@ -8,6 +8,22 @@ use std::process::{Command, Output, Stdio};
 
 pub const HUSK: &str = env!("CARGO_BIN_EXE_husk");
 
+/// The husk binary at a path every user can reach (the build tree may not be traversable
+/// for the unprivileged test user): copied once per test process.
+pub fn husk_for_users() -> &'static str {
+    static P: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    P.get_or_init(|| {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("husk-it-bin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let p = dir.join("husk");
+        std::fs::copy(HUSK, &p).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p.to_str().unwrap().to_string()
+    })
+}
+
 pub fn require_root() {
     assert!(
         nix_is_root(),
