@@ -314,33 +314,10 @@ fn exec_into_a_stopped_or_missing_container_fails() {
 #[test]
 fn exec_tty_sends_the_pty_master_over_the_console_socket() {
     use std::io::Read;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     let b = running("tty");
     let sock = b.tmp.path().join("exec-console.sock");
     let l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-    let h = std::thread::spawn(move || {
-        let (conn, _) = l.accept().unwrap();
-        let mut buf = [0u8; 64];
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = nix::sys::socket::recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            nix::sys::socket::MsgFlags::empty(),
-        )
-        .unwrap();
-        let fd = msg
-            .cmsgs()
-            .unwrap()
-            .find_map(|c| match c {
-                nix::sys::socket::ControlMessageOwned::ScmRights(f) => Some(f[0]),
-                _ => None,
-            })
-            .expect("no fd");
-        // SAFETY: the received fd is ours.
-        unsafe { OwnedFd::from_raw_fd(fd) }
-    });
+    let h = std::thread::spawn(move || accept_fd(&l));
     let e = b
         .husk()
         .args(["exec", "--tty", "--detach", "--console-socket"])

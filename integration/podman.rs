@@ -29,16 +29,8 @@ fn env() -> &'static Env {
         let rootfs = root.join("rootfs");
         make_rootfs(&rootfs);
         // our contrib file, pointed at the binary under test, plus the limits these hosts can grant
-        let contrib = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/containers.conf"),
-        )
-        .unwrap();
         let conf = root.join("containers.conf");
-        let text = contrib.replace(
-            r#"husk = ["/usr/local/bin/husk", "/usr/bin/husk"]"#,
-            &format!("husk = [{:?}]", HUSK),
-        )
-            + "\n[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n";
+        let text = conf_for(HUSK);
         std::fs::write(&conf, text).unwrap();
         let e = Env {
             _tmp: tmp,
@@ -294,15 +286,7 @@ fn rootless_podman() -> RootlessPodman {
         .status()
         .unwrap()
         .success());
-    let contrib = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/containers.conf"),
-    )
-    .unwrap();
-    let text = contrib.replace(
-        r#"husk = ["/usr/local/bin/husk", "/usr/bin/husk"]"#,
-        &format!("husk = [{:?}]", husk_for_users()),
-    )
-        + "\n[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n";
+    let text = conf_for(husk_for_users());
     std::fs::write(d.join("containers.conf"), text).unwrap();
     std::fs::create_dir_all(d.join("xdg")).unwrap();
     assert!(Command::new("chown")
@@ -432,4 +416,16 @@ fn rootless_podman_run_keep_id_and_default_network() {
         "{}",
         stderr(&o)
     );
+}
+
+/// contrib/containers.conf pointed at `husk`, plus the limits these hosts can grant.
+fn conf_for(husk: &str) -> String {
+    let contrib = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/containers.conf"),
+    )
+    .unwrap();
+    contrib.replace(
+        r#"husk = ["/usr/local/bin/husk", "/usr/bin/husk"]"#,
+        &format!("husk = [{husk:?}]"),
+    ) + "\n[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n"
 }

@@ -277,19 +277,7 @@ fn section<'a>(out: &'a str, name: &str) -> &'a str {
     &rest[..rest.find("--- ").unwrap_or(rest.len())]
 }
 
-const PODMAN_CAPS: [&str; 11] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SETFCAP",
-    "CAP_SETGID",
-    "CAP_SETPCAP",
-    "CAP_SETUID",
-    "CAP_SYS_CHROOT",
-];
+use husk::rootless::PODMAN_CAPS;
 /// The bits of PODMAN_CAPS: 0,1,3,4,5,10,31,6,8,7,18.
 const PODMAN_CAP_MASK: u64 = 0x8004_05fb;
 

@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use serde_json::{json, Value};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 
 fn with_seccomp(args: &[&str], seccomp: Value) -> Bundle {
     let mut b = Bundle::new(args);
@@ -139,30 +139,6 @@ fn argument_comparisons() {
     assert!(out.contains("\n640\n"), "{out}");
 }
 
-/// Receive one message with one fd from a connected unix stream.
-fn recv_fd(conn: &std::os::unix::net::UnixStream) -> (OwnedFd, Vec<u8>) {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = nix::sys::socket::recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        nix::sys::socket::MsgFlags::empty(),
-    )
-    .expect("recvmsg from husk");
-    let mut fd = None;
-    for c in msg.cmsgs().unwrap() {
-        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
-            fd = fds.first().copied();
-        }
-    }
-    let n = msg.bytes;
-    // SAFETY: the fd arrived with SCM_RIGHTS and is ours now.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd.expect("no fd with the message")) };
-    (fd, buf[..n].to_vec())
-}
-
 #[test]
 fn notify_reaches_the_listener_which_answers() {
     let mut b = with_seccomp(
@@ -239,19 +215,7 @@ fn notify_listener_that_closes_makes_the_syscall_fail() {
     assert_eq!(code, Some(0), "{out}");
 }
 
-const PODMAN_CAPS: [&str; 11] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SETFCAP",
-    "CAP_SETGID",
-    "CAP_SETPCAP",
-    "CAP_SETUID",
-    "CAP_SYS_CHROOT",
-];
+use husk::rootless::PODMAN_CAPS;
 
 fn podman_like(args: &[&str], extra_caps: &[&str], with_profile: bool) -> Bundle {
     let profile: Value =

@@ -4,30 +4,8 @@
 mod common;
 use common::*;
 use serde_json::json;
-use std::io::{IoSliceMut, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io::Read;
 use std::os::unix::net::UnixListener;
-
-fn recv_fd(l: &UnixListener) -> OwnedFd {
-    let (conn, _) = l.accept().unwrap();
-    let mut buf = [0u8; 256];
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = nix::sys::socket::recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        nix::sys::socket::MsgFlags::empty(),
-    )
-    .unwrap();
-    for c in msg.cmsgs().unwrap() {
-        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
-            // SAFETY: the fd was just received and is ours.
-            return unsafe { OwnedFd::from_raw_fd(fds[0]) };
-        }
-    }
-    panic!("no fd received over the console socket");
-}
 
 #[test]
 fn console_socket_gets_the_pty_master() {
@@ -42,7 +20,7 @@ fn console_socket_gets_the_pty_master() {
     });
     let sock = b.tmp.path().join("console.sock");
     let l = UnixListener::bind(&sock).unwrap();
-    let h = std::thread::spawn(move || recv_fd(&l));
+    let h = std::thread::spawn(move || accept_fd(&l));
     ok(&b.create_with("tty1", &["--console-socket", sock.to_str().unwrap()]));
     let master = h.join().unwrap();
     ok(&b.cmd(&["start", "tty1"]));

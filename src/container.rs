@@ -296,21 +296,9 @@ pub fn start(g: &Global, id: &str) -> Result<()> {
 /// exec'd the user's program (or died) the write end sees POLLERR.
 fn wait_exec(fd: &OwnedFd) -> Result<()> {
     loop {
-        let mut pfd = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: 0,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let r = unsafe { libc::poll(&mut pfd, 1, -1) };
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e).context("wait for the container process to exec");
-        }
-        if pfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+        let rev = crate::sys::poll1(fd.as_raw_fd(), 0)
+            .context("wait for the container process to exec")?;
+        if rev & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
             return Ok(());
         }
     }

@@ -6,6 +6,22 @@ use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
+/// The capabilities podman grants a container by default: enough for programs that
+/// switch users (apt, su) and bind low ports, nothing that reaches the host.
+pub const PODMAN_CAPS: [&str; 11] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SETFCAP",
+    "CAP_SETGID",
+    "CAP_SETPCAP",
+    "CAP_SETUID",
+    "CAP_SYS_CHROOT",
+];
+
 /// Parse /etc/subuid or /etc/subgid: the ranges granted to `name` or `id`.
 pub fn sub_ranges(text: &str, name: &str, id: u32) -> Vec<(u32, u32)> {
     text.lines()
@@ -51,19 +67,7 @@ pub fn apply(spec: &mut Value) -> Result<()> {
     if subuid.is_empty() || subgid.is_empty() {
         crate::warn!("no ranges for {name} in /etc/subuid or /etc/subgid: the container maps only uid {uid} and gid {gid}");
     }
-    let caps = json!([
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FOWNER",
-        "CAP_FSETID",
-        "CAP_KILL",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_SETFCAP",
-        "CAP_SETGID",
-        "CAP_SETPCAP",
-        "CAP_SETUID",
-        "CAP_SYS_CHROOT"
-    ]);
+    let caps = json!(PODMAN_CAPS);
     let Some(obj) = spec.as_object_mut() else {
         bail!("spec is not an object")
     };

@@ -143,6 +143,26 @@ pub fn clone3(flags: u64, cgroup_fd: Option<RawFd>) -> Result<libc::pid_t> {
     Ok(r as libc::pid_t)
 }
 
+/// poll(2) on one fd until something happens, retrying EINTR; returns revents.
+pub fn poll1(fd: RawFd, events: libc::c_short) -> std::io::Result<libc::c_short> {
+    loop {
+        let mut pfd = libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, -1) };
+        if r >= 0 {
+            return Ok(pfd.revents);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 /// Mark every fd from `from` upwards close-on-exec.
 pub fn cloexec_from(from: u32) -> Result<()> {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes fd flags.

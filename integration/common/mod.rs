@@ -305,3 +305,34 @@ pub fn host_mounts_mentioning(needle: &str) -> Vec<String> {
         .map(String::from)
         .collect()
 }
+
+/// Receive one message with one fd from a connected unix stream.
+pub fn recv_fd(conn: &std::os::unix::net::UnixStream) -> (std::os::fd::OwnedFd, Vec<u8>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = nix::sys::socket::recvmsg::<()>(
+        std::os::fd::AsRawFd::as_raw_fd(conn),
+        &mut iov,
+        Some(&mut space),
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .expect("recvmsg from husk");
+    let mut fd = None;
+    for c in msg.cmsgs().unwrap() {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            fd = fds.first().copied();
+        }
+    }
+    let n = msg.bytes;
+    // SAFETY: the fd arrived with SCM_RIGHTS and is ours now.
+    let fd: std::os::fd::OwnedFd =
+        unsafe { std::os::fd::FromRawFd::from_raw_fd(fd.expect("no fd with the message")) };
+    (fd, buf[..n].to_vec())
+}
+
+/// Accept one connection on `l` and receive the fd it sends (a console socket).
+pub fn accept_fd(l: &std::os::unix::net::UnixListener) -> std::os::fd::OwnedFd {
+    let (conn, _) = l.accept().unwrap();
+    recv_fd(&conn).0
+}

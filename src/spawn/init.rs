@@ -295,20 +295,7 @@ fn write_time_offsets(offsets: &[(String, i64, u32)]) -> Result<()> {
 /// before any writer existed, so poll sleeps until a writer comes and writes.
 fn wait_for_start(fd: i32) -> Result<()> {
     loop {
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let r = unsafe { libc::poll(&mut pfd, 1, -1) };
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            bail!("wait on the exec fifo: {e}");
-        }
+        crate::sys::poll1(fd, libc::POLLIN).context("wait on the exec fifo")?;
         let mut b = [0u8; 1];
         // SAFETY: one-byte buffer.
         let n = unsafe { libc::read(fd, b.as_mut_ptr().cast(), 1) };
