@@ -266,25 +266,11 @@ fn child(ch: &Channel, o: &ExecOptions, nss: Vec<Ns>, pid_in_child: bool) -> Res
     // 3. the process, as for the container's first process
     let p = o.process;
     process::set_oom_score_adj(p)?;
-    process::set_rlimits(p)?;
-    process::set_scheduler(p)?;
-    process::set_io_priority(p)?;
-    let caps = process::cap_plan(p.capabilities().as_ref())?;
-    let nnp = p.no_new_privileges().unwrap_or(false);
-    // Without no_new_privs the kernel loads a filter only with CAP_SYS_ADMIN.
-    let keep_admin =
-        filter.is_some() && !nnp && !caps.effective_has(caps::Capability::CAP_SYS_ADMIN);
-    process::switch_user_and_caps(p, &caps, keep_admin)?;
-    let cwd = p.cwd();
-    nix::unistd::chdir(cwd).with_context(|| format!("chdir to process.cwd {}", cwd.display()))?;
-    let umask = p.user().umask().unwrap_or(0o022);
-    // SAFETY: plain syscall.
-    unsafe { libc::umask(umask as libc::mode_t) };
-    if nnp {
-        process::no_new_privs()?;
-    }
-    process::set_personality(o.linux)?;
-    let exec = process::prepare_exec(p)?;
+    let process::Prepared {
+        exec,
+        caps,
+        keep_admin,
+    } = process::prepare(p, o.linux, filter.is_some())?;
     crate::sys::cloexec_from(3 + o.preserve_fds)?;
     // Last: the same filter as the container's first process.
     if let Some(f) = filter {

@@ -235,25 +235,11 @@ fn run(ch: &Channel, o: &Options, plan: &NsPlan, fast: bool) -> Result<Infallibl
     }
 
     // 3. the process
-    process::set_rlimits(process)?;
-    process::set_scheduler(process)?;
-    process::set_io_priority(process)?;
-    let caps = process::cap_plan(process.capabilities().as_ref())?;
-    let nnp = process.no_new_privileges().unwrap_or(false);
-    // Without no_new_privs the kernel loads a filter only with CAP_SYS_ADMIN.
-    let keep_admin =
-        filter.is_some() && !nnp && !caps.effective_has(caps::Capability::CAP_SYS_ADMIN);
-    process::switch_user_and_caps(process, &caps, keep_admin)?;
-    let cwd = process.cwd();
-    nix::unistd::chdir(cwd).with_context(|| format!("chdir to process.cwd {}", cwd.display()))?;
-    let umask = process.user().umask().unwrap_or(0o022);
-    // SAFETY: plain syscall.
-    unsafe { libc::umask(umask as libc::mode_t) };
-    if nnp {
-        process::no_new_privs()?;
-    }
-    process::set_personality(spec.linux().as_ref())?;
-    let exec = process::prepare_exec(process)?;
+    let process::Prepared {
+        exec,
+        caps,
+        keep_admin,
+    } = process::prepare(process, spec.linux().as_ref(), filter.is_some())?;
     crate::sys::cloexec_from(3 + o.preserve_fds)?;
     w.wait(&Msg::CgroupsJoined)?;
 

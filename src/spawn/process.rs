@@ -311,6 +311,48 @@ fn capset(
     Ok(())
 }
 
+/// What is left once the process is prepared: the program to exec, and (when a seccomp
+/// filter must still be loaded without no_new_privs) the capabilities to finish after it.
+pub struct Prepared {
+    pub exec: Exec,
+    pub caps: CapPlan,
+    pub keep_admin: bool,
+}
+
+/// The process's own state, in the order the kernel needs it: rlimits (before capabilities
+/// are dropped), scheduler, I/O priority, user and capabilities, cwd (after the user
+/// switch, as runc: it may only be reachable as that user), umask, no_new_privs,
+/// personality, then the program lookup.
+pub fn prepare(
+    p: &Process,
+    linux: Option<&oci_spec::runtime::Linux>,
+    filter: bool,
+) -> Result<Prepared> {
+    set_rlimits(p)?;
+    set_scheduler(p)?;
+    set_io_priority(p)?;
+    let caps = cap_plan(p.capabilities().as_ref())?;
+    let nnp = p.no_new_privileges().unwrap_or(false);
+    // Without no_new_privs the kernel loads a filter only with CAP_SYS_ADMIN.
+    let keep_admin = filter && !nnp && !caps.effective_has(caps::Capability::CAP_SYS_ADMIN);
+    switch_user_and_caps(p, &caps, keep_admin)?;
+    let cwd = p.cwd();
+    nix::unistd::chdir(cwd).with_context(|| format!("chdir to process.cwd {}", cwd.display()))?;
+    let umask = p.user().umask().unwrap_or(0o022);
+    // SAFETY: plain syscall.
+    unsafe { libc::umask(umask as libc::mode_t) };
+    if nnp {
+        no_new_privs()?;
+    }
+    set_personality(linux)?;
+    let exec = prepare_exec(p)?;
+    Ok(Prepared {
+        exec,
+        caps,
+        keep_admin,
+    })
+}
+
 pub fn no_new_privs() -> Result<()> {
     nix::sys::prctl::set_no_new_privs().context("prctl(PR_SET_NO_NEW_PRIVS)")
 }
