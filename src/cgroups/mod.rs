@@ -5,6 +5,7 @@
 //! controller is driven in the hierarchy that has it, v1 first; the cgroup2 directory gets
 //! what only it has (e.g. hugetlb here) and the container's membership.
 
+pub mod bpf;
 pub mod v1;
 pub mod v2;
 
