@@ -369,3 +369,25 @@ fn failed_create_removes_its_cgroup() {
         assert!(!cg(c, "cgfail").exists(), "{c} cgroup left");
     }
 }
+
+#[test]
+fn a_limit_for_a_controller_the_host_lacks_is_an_error_not_ignored() {
+    let mut b = Bundle::new(&["cat", "/sys/fs/cgroup/net_cls/net_cls.classid"]);
+    b.edit(|c| c["linux"]["resources"] = json!({"network": {"classID": 1048577}}));
+    let has_net_cls = husk::cgroups::hierarchies()
+        .iter()
+        .any(|h| h.controllers.split(',').any(|c| c == "net_cls"));
+    let o = b.run("netcls");
+    if has_net_cls {
+        assert_eq!(ok(&o).trim(), "1048577");
+    } else {
+        assert!(!o.status.success());
+        assert!(
+            stderr(&o).contains("linux.resources.network.classID")
+                && stderr(&o).contains("net_cls"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!cg("memory", "netcls").exists(), "cgroup left behind");
+    }
+}

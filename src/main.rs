@@ -199,7 +199,7 @@ fn real_main(cli: Cli) -> Result<i32> {
             container::create(&g, &create_opts(a, false))?;
         }
         Cmd::Start { id } => container::start(&g, &id)?,
-        Cmd::State { id } => println!("{}", container::state_json(&g, &id)?),
+        Cmd::State { id } => husk::out!("{}", container::state_json(&g, &id)?),
         Cmd::Kill { all, id, signal } => {
             let sig = container::parse_signal(signal.as_deref().unwrap_or("SIGTERM"))?;
             container::kill(&g, &id, sig, all)?;

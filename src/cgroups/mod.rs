@@ -166,6 +166,47 @@ impl Cgroup {
 
     pub fn apply(&self, r: &LinuxResources) -> Result<()> {
         let v1c = self.v1_controllers();
+        // A limit asked for must be applied or refused: never dropped because the host lacks
+        // its controller.
+        let v2avail: Vec<String> = self
+            .dirs
+            .iter()
+            .filter(|(h, _)| h.v2)
+            .flat_map(|(h, _)| {
+                std::fs::read_to_string(h.mountpoint.join("cgroup.controllers"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let has = |v1: &str, v2: &str| {
+            v1c.iter().any(|c| c == v1) || (!v2.is_empty() && v2avail.iter().any(|c| c == v2))
+        };
+        for (field, v1, v2) in [
+            ("memory", "memory", "memory"),
+            ("cpu", "cpu", "cpu"),
+            ("pids", "pids", "pids"),
+            ("blockIO", "blkio", "io"),
+            ("hugepageLimits", "hugetlb", "hugetlb"),
+            ("rdma", "rdma", "rdma"),
+            ("network.classID", "net_cls", ""),
+            ("network.priorities", "net_prio", ""),
+        ] {
+            let asked = match field {
+                "network.classID" => r.network().as_ref().is_some_and(|n| n.class_id().is_some()),
+                "network.priorities" => r
+                    .network()
+                    .as_ref()
+                    .is_some_and(|n| n.priorities().as_ref().is_some_and(|p| !p.is_empty())),
+                "blockIO" => needs(r, "io"),
+                "hugepageLimits" => needs(r, "hugetlb"),
+                f => needs(r, f),
+            };
+            if asked && !has(v1, v2) {
+                bail!("linux.resources.{field}: the {v1} controller is not available on this host");
+            }
+        }
         for (h, dir) in &self.dirs {
             if h.v2 {
                 let avail = std::fs::read_to_string(h.mountpoint.join("cgroup.controllers"))

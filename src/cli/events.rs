@@ -34,7 +34,7 @@ pub fn run(g: &Global, id: &str, stats: bool, interval: &str) -> Result<()> {
         serde_json::json!({"type": typ, "id": id, "data": data}).to_string()
     };
     if stats {
-        println!(
+        crate::out!(
             "{}",
             event("stats", crate::cgroups::stats(&st.cgroup_paths))
         );

@@ -55,7 +55,7 @@ pub fn document() -> Value {
 }
 
 pub fn run() -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(&document())?);
+    crate::out!("{}", serde_json::to_string_pretty(&document())?);
     Ok(())
 }
 

@@ -14,14 +14,14 @@ pub fn run(g: &Global, format: &str, quiet: bool) -> Result<()> {
     }
     if quiet {
         for (st, _) in &states {
-            println!("{}", st.id);
+            crate::out!("{}", st.id);
         }
         return Ok(());
     }
     match format {
         "json" => {
             let v: Vec<_> = states.iter().map(|(s, st)| s.report(*st)).collect();
-            println!("{}", serde_json::to_string(&v)?);
+            crate::out!("{}", serde_json::to_string(&v)?);
         }
         _ => {
             let rows: Vec<[String; 6]> = states
@@ -57,7 +57,7 @@ pub fn run(g: &Global, format: &str, quiet: bool) -> Result<()> {
                         }
                     })
                     .collect();
-                println!("{}", line.concat().trim_end());
+                crate::out!("{}", line.concat().trim_end());
             }
         }
     }

@@ -7,7 +7,7 @@ pub fn run(g: &Global, id: &str, format: &str, ps_args: &[String]) -> Result<()>
     let (st, _) = container::live_state(g, id)?;
     let pids = container::container_pids(&st);
     if format == "json" {
-        println!("{}", serde_json::to_string(&pids)?);
+        crate::out!("{}", serde_json::to_string(&pids)?);
         return Ok(());
     }
     let args: Vec<String> = if ps_args.is_empty() {
@@ -33,7 +33,7 @@ pub fn run(g: &Global, id: &str, format: &str, ps_args: &[String]) -> Result<()>
         .split_whitespace()
         .position(|c| c == "PID")
         .ok_or_else(|| anyhow::anyhow!("ps output has no PID column: {head}"))?;
-    println!("{head}");
+    crate::out!("{head}");
     for l in lines {
         if let Some(p) = l
             .split_whitespace()
@@ -41,7 +41,7 @@ pub fn run(g: &Global, id: &str, format: &str, ps_args: &[String]) -> Result<()>
             .and_then(|p| p.parse::<i32>().ok())
         {
             if pids.contains(&p) {
-                println!("{l}");
+                crate::out!("{l}");
             }
         }
     }

@@ -207,13 +207,13 @@ pub fn spawn(o: &Options) -> Result<Spawned> {
         .unwrap_or_default();
     if fast && plan.has_new(libc::CLONE_NEWUSER) {
         idmap::write(pid, &uid_maps, &gid_maps)?;
-        parent_ch.send(&Msg::Mapped)?;
+        send_or_child_error(&parent_ch, &Msg::Mapped)?;
     }
     // cgroups are attached here, while the child sets up its mounts.
     if let Some(cg) = o.cgroup {
         cg.attach(pid, into_v2)?;
     }
-    parent_ch.send(&Msg::CgroupsJoined)?;
+    send_or_child_error(&parent_ch, &Msg::CgroupsJoined)?;
     // On the slow path a new pid (or time) namespace means one more fork: the container's
     // pid arrives as Pid(n), which may come after the grandchild's first messages.
     let forks = !fast && plan.new & (libc::CLONE_NEWPID | libc::CLONE_NEWTIME) != 0;
@@ -233,12 +233,12 @@ pub fn spawn(o: &Options) -> Result<Spawned> {
             let hooks = o.cfg.spec.hooks().as_ref();
             crate::hooks::run(crate::hooks::Kind::Prestart, hooks, &st)?;
             crate::hooks::run(crate::hooks::Kind::CreateRuntime, hooks, &st)?;
-            parent_ch.send(&Msg::State(st))?;
+            send_or_child_error(&parent_ch, &Msg::State(st))?;
         }
         match parent_ch.recv()? {
             Some(Msg::MapMe) => {
                 idmap::write(pid, &uid_maps, &gid_maps)?;
-                parent_ch.send(&Msg::Mapped)?;
+                send_or_child_error(&parent_ch, &Msg::Mapped)?;
             }
             Some(Msg::CreateRuntime) => create_runtime_pending = true,
             Some(Msg::Pid(p)) => {
@@ -275,6 +275,20 @@ pub fn spawn(o: &Options) -> Result<Spawned> {
     })
 }
 
+/// Send to the child; if it is already gone, what it said before dying (its error) is the
+/// real failure, not our EPIPE.
+fn send_or_child_error(ch: &Channel, m: &Msg) -> Result<()> {
+    let Err(send_err) = ch.send(m) else {
+        return Ok(());
+    };
+    while let Ok(Some(msg)) = ch.recv() {
+        if let Msg::Error { msg } = msg {
+            return Err(anyhow!(msg));
+        }
+    }
+    Err(send_err)
+}
+
 pub fn describe_status(status: i32) -> String {
     if libc::WIFEXITED(status) {
         format!("exit status {}", libc::WEXITSTATUS(status))
@@ -282,5 +296,33 @@ pub fn describe_status(status: i32) -> String {
         format!("killed by signal {}", libc::WTERMSIG(status))
     } else {
         format!("wait status {status}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_child_reports_its_error_not_our_broken_pipe() {
+        let (parent, child) = Channel::pair().unwrap();
+        child
+            .send(&Msg::Error {
+                msg: "process.oomScoreAdj -1000: Permission denied".into(),
+            })
+            .unwrap();
+        drop(child);
+        let e = send_or_child_error(&parent, &Msg::CgroupsJoined)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "process.oomScoreAdj -1000: Permission denied");
+        // a child that died without a word: the send error stays
+        let (parent, child) = Channel::pair().unwrap();
+        drop(child);
+        let e = format!(
+            "{:#}",
+            send_or_child_error(&parent, &Msg::CgroupsJoined).unwrap_err()
+        );
+        assert!(e.contains("Broken pipe"), "{e}");
     }
 }
