@@ -159,11 +159,6 @@ fn run(ch: &Channel, o: &Options, plan: &NsPlan, fast: bool) -> Result<Infallibl
     // Our mappings are written: from now on nothing outside may inspect or ptrace us, and
     // no container process can open /proc/<us>/exe (our binary).
     nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE, 0)")?;
-    if plan.has_new(libc::CLONE_NEWCGROUP) {
-        w.wait(&Msg::CgroupsJoined)?;
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-            .context("unshare the cgroup namespace")?;
-    }
     process::set_oom_score_adj(process)?;
     if !o.inherit_tty {
         nix::unistd::setsid().context("setsid")?;
@@ -192,7 +187,20 @@ fn run(ch: &Channel, o: &Options, plan: &NsPlan, fast: bool) -> Result<Infallibl
                 .any(|(t, _)| *t == LinuxNamespaceType::Cgroup),
         cgroup_paths: &o.cgroup_paths,
     };
-    let late_propagation = rootfs::setup(&ctx)?;
+    // The cgroup namespace must be made once we are in our cgroups (so that they are its
+    // root) and before cgroupfs is mounted; waiting for the parent's attach (the slow,
+    // erratic part of start-up on v1) only then lets the other mounts overlap with it.
+    let mut cgroupns_pending = plan.has_new(libc::CLONE_NEWCGROUP);
+    let mut enter_cgroupns = || -> Result<()> {
+        if std::mem::take(&mut cgroupns_pending) {
+            w.wait(&Msg::CgroupsJoined)?;
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+                .context("unshare the cgroup namespace")?;
+        }
+        Ok(())
+    };
+    let late_propagation = rootfs::setup(&ctx, &mut enter_cgroupns)?;
+    enter_cgroupns()?;
     let hooks = spec.hooks().as_ref();
     let needs_state = hooks::any(
         hooks,

@@ -335,7 +335,10 @@ pub struct Ctx<'a> {
 /// Everything before pivot_root: propagation, the rootfs bind, config mounts, /dev.
 /// Returns a propagation (shared, unbindable) that must wait until `finish` has made its
 /// own mounts.
-pub fn setup(ctx: &Ctx) -> Result<Option<c_ulong>> {
+pub fn setup(
+    ctx: &Ctx,
+    before_cgroupfs: &mut dyn FnMut() -> Result<()>,
+) -> Result<Option<c_ulong>> {
     let linux = ctx.spec.linux().as_ref();
     let prop = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
         Some(p) if !p.is_empty() => propagation_flag(p)
@@ -381,6 +384,9 @@ pub fn setup(ctx: &Ctx) -> Result<Option<c_ulong>> {
     let mounts = ctx.spec.mounts().clone().unwrap_or_default();
     let mut dev_is_bind = false;
     for (i, m) in mounts.iter().enumerate() {
+        if matches!(m.typ().as_deref(), Some("cgroup") | Some("cgroup2")) {
+            before_cgroupfs()?;
+        }
         mount_entry(ctx, &root, m)
             .with_context(|| format!("mounts[{i}] ({})", m.destination().display()))?;
         if norm(m.destination()) == Path::new("/dev") && is_bind(m) {
