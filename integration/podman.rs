@@ -7,7 +7,6 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 struct Env {
-    _tmp: tempfile::TempDir,
     root: PathBuf,
     conf: PathBuf,
 }
@@ -21,22 +20,17 @@ fn env() -> &'static Env {
             Command::new("podman").arg("--version").output().is_ok(),
             "podman is not installed (hack/deps installs it)"
         );
-        let tmp = tempfile::Builder::new()
-            .prefix("husk-podman-")
-            .tempdir()
-            .unwrap();
-        let root = tmp.path().to_path_buf();
+        // A static is never dropped: one fixed directory, emptied by the next run.
+        let root = std::env::temp_dir().join("husk-podman-it");
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
         let rootfs = root.join("rootfs");
         make_rootfs(&rootfs);
         // our contrib file, pointed at the binary under test, plus the limits these hosts can grant
         let conf = root.join("containers.conf");
         let text = conf_for(HUSK);
         std::fs::write(&conf, text).unwrap();
-        let e = Env {
-            _tmp: tmp,
-            root,
-            conf,
-        };
+        let e = Env { root, conf };
         let tarball = e.root.join("rootfs.tar");
         let t = Command::new("tar")
             .arg("-C")

@@ -9,17 +9,31 @@ use std::process::{Command, Output, Stdio};
 pub const HUSK: &str = env!("CARGO_BIN_EXE_husk");
 
 /// The husk binary at a path every user can reach (the build tree may not be traversable
-/// for the unprivileged test user): copied once per test process.
+/// for the unprivileged test user): one copy per build, shared by the test binaries.
 pub fn husk_for_users() -> &'static str {
     static P: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     P.get_or_init(|| {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("husk-it-bin-{}", std::process::id()));
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let md = std::fs::metadata(HUSK).unwrap();
+        let dir = std::env::temp_dir().join("husk-it-bin");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let p = dir.join("husk");
-        std::fs::copy(HUSK, &p).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let p = dir.join(format!(
+            "husk-{}-{}-{}",
+            md.ino(),
+            md.mtime(),
+            md.mtime_nsec()
+        ));
+        if !p.exists() {
+            // older builds' copies go; a copy in use stays valid until its last user exits
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+            let tmp = dir.join(format!(".husk-{}", std::process::id()));
+            std::fs::copy(HUSK, &tmp).unwrap();
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::rename(&tmp, &p).unwrap();
+        }
         p.to_str().unwrap().to_string()
     })
 }
