@@ -350,15 +350,75 @@ fn recursive_read_only_reaches_submounts() {
 }
 
 #[test]
-fn id_mapped_mounts_are_refused_clearly() {
+fn id_mapped_bind_mounts_show_host_ids_through_the_mapping() {
+    use std::os::unix::fs::MetadataExt;
+    // The mapping goes from the source filesystem (containerID side) to what the mount
+    // shows (hostID side): root's files appear as 1000, and 1000 writes root's files.
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "stat -c %u:%g /m/f; id -u; touch /m/new && stat -c %u:%g /m/new",
+    ]);
+    let host = b.tmp.path().join("idm");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("f"), "x").unwrap();
+    b.edit(|c| {
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/m", "type": "bind", "source": host, "options": ["rbind", "idmap"],
+            "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
+            "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]
+        }))
+    });
+    let out = ok(&b.run("idm"));
+    assert_eq!(out, "1000:1000\n1000\n1000:1000\n", "{out}");
+    let md = std::fs::metadata(host.join("new")).unwrap();
+    assert_eq!(
+        (md.uid(), md.gid()),
+        (0, 0),
+        "uid 1000 in the mount writes root's files on disk"
+    );
+    // without the mapping the same file is root's and 1000 may not write the directory
+    b.edit(|c| {
+        let m = c["mounts"].as_array_mut().unwrap().last_mut().unwrap();
+        *m = json!({"destination": "/m", "type": "bind", "source": host, "options": ["rbind"]});
+    });
+    let o = b.run("noidm");
+    assert!(
+        stdout(&o).starts_with("0:0\n1000\n") && stderr(&o).contains("Permission denied"),
+        "{} {}",
+        stdout(&o),
+        stderr(&o)
+    );
+}
+
+#[test]
+fn id_mapped_mount_errors_name_the_mount() {
     let mut b = Bundle::new(&["true"]);
     b.edit(|c| c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/m", "type": "bind", "source": "/tmp", "options": ["rbind", "idmap"]})));
-    let o = b.create("idm");
+    let o = b.create("idm1");
     assert!(!o.status.success());
     assert!(
-        stderr(&o).contains("mounts[7] (/m)") && stderr(&o).contains("id-mapped"),
+        stderr(&o).contains("mounts[7] (/m)") && stderr(&o).contains("uidMappings"),
         "{}",
         stderr(&o)
     );
-    assert!(!b.state_root().join("idm").exists());
+    b.edit(|c| {
+        let m = c["mounts"].as_array_mut().unwrap().last_mut().unwrap();
+        *m = json!({"destination": "/m", "type": "tmpfs", "source": "tmpfs", "options": ["idmap"],
+                    "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}], "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]});
+    });
+    let o = b.create("idm2");
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("mounts[7] (/m)") && stderr(&o).contains("bind mounts only"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        std::fs::read_dir(b.state_root())
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0
+    );
 }

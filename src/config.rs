@@ -189,13 +189,20 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         if m.destination().as_os_str().is_empty() {
             bail!("mounts[{i}].destination is empty");
         }
-        let idmap = m
-            .options()
-            .iter()
-            .flatten()
-            .any(|o| o == "idmap" || o == "ridmap");
-        if idmap || m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-            bail!("mounts[{i}] ({}): id-mapped mounts (idmap, uidMappings) are not supported by husk yet", m.destination().display());
+        if crate::spawn::idmapped::wanted(m) {
+            let bind = m.typ().as_deref() == Some("bind")
+                || m.options()
+                    .iter()
+                    .flatten()
+                    .any(|o| o == "bind" || o == "rbind");
+            if !bind {
+                bail!(
+                    "mounts[{i}] ({}): id-mapped mounts are supported for bind mounts only",
+                    m.destination().display()
+                );
+            }
+            crate::spawn::idmapped::mappings(spec, m)
+                .with_context(|| format!("mounts[{i}] ({})", m.destination().display()))?;
         }
     }
     Ok(rootfs)

@@ -143,6 +143,22 @@ pub fn create(g: &Global, o: &CreateOpts) -> Result<(State, Spawned)> {
             None => None,
         },
         err_file: Some(err_file.into()),
+        idmap_userns: cfg
+            .spec
+            .mounts()
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, m)| {
+                if !spawn::idmapped::wanted(m) {
+                    return Ok(None);
+                }
+                let (u, g) = spawn::idmapped::mappings(&cfg.spec, m)?;
+                spawn::idmapped::userns(&u, &g)
+                    .map(Some)
+                    .with_context(|| format!("mounts[{i}] ({})", m.destination().display()))
+            })
+            .collect::<Result<Vec<_>>>()?,
         seccomp,
     };
     let spawned = match spawn::spawn(&opts) {

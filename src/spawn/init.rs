@@ -186,6 +186,7 @@ fn run(ch: &Channel, o: &Options, plan: &NsPlan, fast: bool) -> Result<Infallibl
                 .iter()
                 .any(|(t, _)| *t == LinuxNamespaceType::Cgroup),
         cgroup_paths: &o.cgroup_paths,
+        idmap_userns: &o.idmap_userns,
     };
     // The cgroup namespace must be made once we are in our cgroups (so that they are its
     // root) and before cgroupfs is mounted; waiting for the parent's attach (the slow,

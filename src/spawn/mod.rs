@@ -3,6 +3,7 @@
 
 pub mod exec;
 pub mod idmap;
+pub mod idmapped;
 pub mod init;
 pub mod process;
 pub mod rootfs;
@@ -100,6 +101,8 @@ pub struct Options<'a> {
     pub err_file: Option<OwnedFd>,
     /// linux.seccomp compiled to BPF, loaded by the child right before execve.
     pub seccomp: Option<seccomp::Program>,
+    /// For each entry of `mounts`, the user namespace of an id-mapped bind (made before clone).
+    pub idmap_userns: Vec<Option<OwnedFd>>,
 }
 
 pub struct Spawned {

@@ -111,7 +111,7 @@ pub const RECURSIVE_OPTIONS: &[(&str, u64, u64)] = &[
 ];
 
 /// Options husk handles itself (not passed to the filesystem).
-pub const OTHER_OPTIONS: &[&str] = &["tmpcopyup"];
+pub const OTHER_OPTIONS: &[&str] = &["idmap", "ridmap", "tmpcopyup"];
 
 pub fn parse_options(opts: &[String]) -> MountOptions {
     let mut o = MountOptions::default();
@@ -330,6 +330,8 @@ pub struct Ctx<'a> {
     pub cgroupns: bool,
     /// Host cgroup directories of the container, one per hierarchy mountpoint.
     pub cgroup_paths: &'a [(PathBuf, PathBuf)],
+    /// Per `mounts` entry: the user namespace of an id-mapped bind.
+    pub idmap_userns: &'a [Option<OwnedFd>],
 }
 
 /// Everything before pivot_root: propagation, the rootfs bind, config mounts, /dev.
@@ -387,8 +389,13 @@ pub fn setup(
         if matches!(m.typ().as_deref(), Some("cgroup") | Some("cgroup2")) {
             before_cgroupfs()?;
         }
-        mount_entry(ctx, &root, m)
-            .with_context(|| format!("mounts[{i}] ({})", m.destination().display()))?;
+        mount_entry(
+            ctx,
+            &root,
+            m,
+            ctx.idmap_userns.get(i).and_then(|u| u.as_ref()),
+        )
+        .with_context(|| format!("mounts[{i}] ({})", m.destination().display()))?;
         if norm(m.destination()) == Path::new("/dev") && is_bind(m) {
             dev_is_bind = true;
         }
@@ -513,7 +520,7 @@ fn locked_flags(fd: &OwnedFd) -> c_ulong {
     }
 }
 
-fn mount_entry(ctx: &Ctx, root: &OwnedFd, m: &Mount) -> Result<()> {
+fn mount_entry(ctx: &Ctx, root: &OwnedFd, m: &Mount, idmap: Option<&OwnedFd>) -> Result<()> {
     let dest = norm(m.destination());
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
     let fstype = m.typ().clone().unwrap_or_default();
@@ -549,14 +556,23 @@ fn mount_entry(ctx: &Ctx, root: &OwnedFd, m: &Mount) -> Result<()> {
         let s = src
             .to_str()
             .ok_or_else(|| anyhow!("bind source is not UTF-8"))?;
-        mount(
-            Some(s),
-            &sys::fd_path(&target),
-            None,
-            libc::MS_BIND | (opts.flags & libc::MS_REC),
-            None,
-        )
-        .with_context(|| format!("bind {} at {}", s, dest.display()))?;
+        match idmap {
+            Some(userns) => super::idmapped::bind(
+                &src,
+                &target,
+                opts.flags & libc::MS_REC != 0 || opts.recursive_idmap,
+                userns,
+            )
+            .with_context(|| format!("id-mapped bind {} at {}", s, dest.display()))?,
+            None => mount(
+                Some(s),
+                &sys::fd_path(&target),
+                None,
+                libc::MS_BIND | (opts.flags & libc::MS_REC),
+                None,
+            )
+            .with_context(|| format!("bind {} at {}", s, dest.display()))?,
+        }
         let extra = opts.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
         if extra != 0 {
             let top = open_in_root(root, &dest, Create::No)?;
