@@ -326,3 +326,19 @@ fn features_and_unsupported_commands() {
         assert!(stderr(&o).contains("not supported"), "{}", stderr(&o));
     }
 }
+
+#[test]
+fn a_container_without_a_process_is_created_and_start_fails() {
+    // The spec: process is REQUIRED only when start is called.
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| {
+        c.as_object_mut().unwrap().remove("process");
+    });
+    ok(&b.create("noproc"));
+    assert_eq!(b.state("noproc")["status"], "created");
+    let o = b.cmd(&["start", "noproc"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("process: missing"), "{}", stderr(&o));
+    b.wait_status("noproc", "stopped");
+    ok(&b.cmd(&["delete", "noproc"]));
+}

@@ -77,16 +77,16 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         Ok(_) => bail!("root.path {}: not a directory", rootfs.display()),
         Err(e) => bail!("root.path {}: {}", rootfs.display(), e),
     }
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| anyhow!("process: missing"))?;
-    match process.args() {
-        Some(a) if !a.is_empty() && !a[0].is_empty() => {}
-        _ => bail!("process.args must name the program to run"),
-    }
-    if !process.cwd().is_absolute() {
-        bail!("process.cwd {:?} must be an absolute path", process.cwd());
+    // The spec makes `process` required only when `start` is called: a container without
+    // one can be created (and its start fails).
+    if let Some(process) = spec.process() {
+        match process.args() {
+            Some(a) if !a.is_empty() && !a[0].is_empty() => {}
+            _ => bail!("process.args must name the program to run"),
+        }
+        if !process.cwd().is_absolute() {
+            bail!("process.cwd {:?} must be an absolute path", process.cwd());
+        }
     }
     let linux = spec.linux().as_ref();
     if let Some(s) = linux.and_then(|l| l.seccomp().as_ref()) {

@@ -62,13 +62,13 @@ impl Drop for Undo {
 pub fn create(g: &Global, o: &CreateOpts) -> Result<(State, Spawned)> {
     crate::state::valid_id(&o.id)?;
     let cfg = config::load(&o.bundle)?;
-    let process = cfg
+    host_support(&cfg)?;
+    let terminal = cfg
         .spec
         .process()
         .as_ref()
-        .ok_or_else(|| anyhow!("process: missing"))?;
-    host_support(&cfg)?;
-    let terminal = process.terminal().unwrap_or(false);
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
     if o.console_socket.is_some() && !terminal {
         bail!("--console-socket was given but process.terminal is false");
     }

@@ -6,7 +6,7 @@
 use super::sync::{Channel, Msg};
 use super::{process, rootfs, seccomp, sysctl, NsPlan, Options};
 use crate::hooks::{self, HookState, Kind};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use oci_spec::runtime::LinuxNamespaceType;
 use std::convert::Infallible;
 use std::os::fd::AsRawFd;
@@ -93,10 +93,7 @@ fn become_root() -> Result<()> {
 
 fn run(ch: &Channel, o: &Options, plan: &NsPlan, fast: bool) -> Result<Infallible> {
     let spec = &o.cfg.spec;
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| anyhow!("process: missing"))?;
+    let process_opt = spec.process().as_ref();
     let mut w = Waiter {
         ch,
         mapped: false,
@@ -159,7 +156,9 @@ fn run(ch: &Channel, o: &Options, plan: &NsPlan, fast: bool) -> Result<Infallibl
     // Our mappings are written: from now on nothing outside may inspect or ptrace us, and
     // no container process can open /proc/<us>/exe (our binary).
     nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE, 0)")?;
-    process::set_oom_score_adj(process)?;
+    if let Some(p) = process_opt {
+        process::set_oom_score_adj(p)?;
+    }
     if !o.inherit_tty {
         nix::unistd::setsid().context("setsid")?;
     }
@@ -239,6 +238,13 @@ fn run(ch: &Channel, o: &Options, plan: &NsPlan, fast: bool) -> Result<Infallibl
         }
     }
 
+    let Some(process) = process_opt else {
+        // No process: the container exists, and `start` fails saying why.
+        w.wait(&Msg::CgroupsJoined)?;
+        ch.send(&Msg::Ready)?;
+        wait_for_start(o.fifo.as_raw_fd())?;
+        bail!("process: missing in config.json: the container has nothing to start");
+    };
     if let Some(sock) = &o.console {
         crate::tty::setup(sock, process.console_size(), process.user().uid(), true)?;
     }
