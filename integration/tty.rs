@@ -60,3 +60,32 @@ fn console_socket_needs_terminal_and_terminal_needs_a_socket() {
     assert!(stderr(&o).contains("/nonexistent.sock"), "{}", stderr(&o));
     assert!(!b.state_root().join("tty3").exists());
 }
+
+#[test]
+fn run_in_the_foreground_proxies_a_pty_of_the_container() {
+    // What `husk spec && husk run` gives a person at a terminal: a pty of the container's
+    // own devpts as controlling terminal, our window size, the exit status.
+    let mut b = Bundle::new(&["sh", "-c", "tty; stty size; exit 5"]);
+    b.edit(|c| c["process"]["terminal"] = json!(true));
+    let cmd = format!(
+        "stty rows 21 cols 83; {HUSK} --root {} run --bundle {} fg; echo rc=$?",
+        b.state_root().display(),
+        b.dir.display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (bsdutils)");
+    let _stdin = child.stdin.take();
+    let o = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).replace('\r', "");
+    assert!(out.contains("/dev/pts/0\n"), "{out}");
+    assert!(out.contains("21 83\n"), "{out}");
+    assert!(out.contains("rc=5"), "{out}");
+    // without a terminal on our side it still runs, output through the pty
+    let o = b.run("fg2");
+    assert_eq!(o.status.code(), Some(5));
+    assert!(stdout(&o).contains("/dev/pts/0"), "{}", stdout(&o));
+}

@@ -59,7 +59,15 @@ impl Drop for Undo {
     }
 }
 
-pub fn create(g: &Global, o: &CreateOpts) -> Result<(State, Spawned)> {
+/// A created container; `console` is our end of the terminal socket when `run` in the
+/// foreground proxies the container's pty.
+pub struct Created {
+    pub state: State,
+    pub spawned: Spawned,
+    pub console: Option<OwnedFd>,
+}
+
+pub fn create(g: &Global, o: &CreateOpts) -> Result<Created> {
     crate::state::valid_id(&o.id)?;
     let cfg = config::load(&o.bundle)?;
     host_support(&cfg)?;
@@ -129,18 +137,27 @@ pub fn create(g: &Global, o: &CreateOpts) -> Result<(State, Spawned)> {
         .custom_flags(libc::O_CLOEXEC)
         .open(&err_path)
         .with_context(|| format!("create {}", err_path.display()))?;
+    // `run` in the foreground with a terminal: the pty comes to us over a socketpair and
+    // husk copies between it and our own terminal, as runc does.
+    let (console_child, console_ours) = if terminal && o.foreground && o.console_socket.is_none() {
+        let (a, b) = crate::tty::internal_socket()?;
+        (Some(a), Some(b))
+    } else {
+        (None, None)
+    };
     let opts = Options {
         id: &o.id,
         cfg: &cfg,
         fifo,
         no_pivot: o.no_pivot,
         preserve_fds: o.preserve_fds,
-        inherit_tty: terminal && o.foreground && o.console_socket.is_none(),
+        inherit_tty: false,
         cgroup_paths: cgroup.as_ref().map(|c| c.mount_map()).unwrap_or_default(),
         cgroup: cgroup.as_ref(),
-        console: match &o.console_socket {
-            Some(p) => Some(crate::tty::connect(p)?),
-            None => None,
+        console: match (&o.console_socket, &console_child) {
+            (Some(p), _) => Some(crate::tty::connect(p)?),
+            (None, Some(c)) => Some(c.try_clone().context("dup the terminal socket")?),
+            (None, None) => None,
         },
         err_file: Some(err_file.into()),
         idmap_userns: cfg
@@ -226,7 +243,12 @@ pub fn create(g: &Global, o: &CreateOpts) -> Result<(State, Spawned)> {
     undo.dir = None;
     undo.pids.clear();
     undo.cgroup = None;
-    Ok((st, spawned))
+    drop(opts);
+    Ok(Created {
+        state: st,
+        spawned,
+        console: console_ours,
+    })
 }
 
 /// What the config asks of the host beyond namespaces and cgroups: LSM labels, Intel RDT.
@@ -507,7 +529,22 @@ pub fn run(g: &Global, o: &CreateOpts, detach: bool) -> Result<i32> {
         // as subreaper we can still wait for it.
         nix::sys::prctl::set_child_subreaper(true).ok();
     }
-    let (st, spawned) = create(g, o)?;
+    let Created {
+        state: st,
+        spawned,
+        console,
+    } = create(g, o)?;
+    let master = match &console {
+        Some(sock) => match crate::tty::recv_master(sock) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                let _ = delete(g, &o.id, true);
+                return Err(e);
+            }
+        },
+        None => None,
+    };
+    drop(console);
     // Signals that arrive from here on are forwarded to the container.
     let set = forwarded_signals();
     if !detach {
@@ -520,9 +557,112 @@ pub fn run(g: &Global, o: &CreateOpts, detach: bool) -> Result<i32> {
     if detach {
         return Ok(0);
     }
-    let code = wait_forwarding(&set, spawned.pid);
+    let code = match master {
+        Some(m) => wait_with_pty(&set, spawned.pid, m),
+        None => wait_forwarding(&set, spawned.pid),
+    };
     let _ = delete(g, &st.id, true);
     Ok(code)
+}
+
+/// Reap what has exited; Some(status) once `pid` has.
+fn reap(pid: i32) -> Option<i32> {
+    loop {
+        let mut status = 0;
+        // SAFETY: plain syscall.
+        let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if r == pid {
+            if libc::WIFEXITED(status) {
+                return Some(libc::WEXITSTATUS(status));
+            }
+            if libc::WIFSIGNALED(status) {
+                return Some(128 + libc::WTERMSIG(status));
+            }
+        }
+        if r <= 0 {
+            return None;
+        }
+    }
+}
+
+/// `run` with a terminal: copy our stdin to the container's pty and its output to our
+/// stdout (our terminal in raw mode), pass our window size on (now and on SIGWINCH), forward
+/// other signals, and return the exit status.
+fn wait_with_pty(set: &nix::sys::signal::SigSet, pid: i32, master: OwnedFd) -> i32 {
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let Ok(sfd) = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) else {
+        return wait_forwarding(set, pid);
+    };
+    crate::tty::copy_winsize(&master);
+    let _raw = crate::tty::RawMode::enter();
+    let m = master.as_raw_fd();
+    let mut stdin_open = true;
+    let mut master_open = true;
+    let mut exited: Option<i32> = reap(pid);
+    loop {
+        if let Some(code) = exited {
+            // the program is gone: what is left in the pty is its last output
+            // SAFETY: switching our own fd to non-blocking.
+            unsafe { libc::fcntl(m, libc::F_SETFL, libc::O_NONBLOCK) };
+            while master_open && crate::tty::pump(m, 1) {
+                let mut p = libc::pollfd {
+                    fd: m,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one pollfd, no wait.
+                if unsafe { libc::poll(&mut p, 1, 0) } <= 0 {
+                    break;
+                }
+            }
+            return code;
+        }
+        let mut fds = vec![libc::pollfd {
+            fd: sfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        if master_open {
+            fds.push(libc::pollfd {
+                fd: m,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        if stdin_open {
+            fds.push(libc::pollfd {
+                fd: 0,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        // SAFETY: a valid array of pollfds.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if r < 0 {
+            continue;
+        }
+        for p in &fds {
+            if p.revents == 0 {
+                continue;
+            }
+            if p.fd == m {
+                master_open = crate::tty::pump(m, 1);
+            } else if p.fd == 0 {
+                stdin_open = crate::tty::pump(0, m);
+            } else {
+                while let Ok(Some(si)) = sfd.read_signal() {
+                    match si.ssi_signo as i32 {
+                        libc::SIGCHLD => exited = exited.or_else(|| reap(pid)),
+                        libc::SIGWINCH => crate::tty::copy_winsize(&master),
+                        sig => {
+                            // SAFETY: plain syscall.
+                            unsafe { libc::kill(pid, sig) };
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Every signal but SIGKILL and SIGSTOP: blocked while husk waits in the foreground, and

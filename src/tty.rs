@@ -128,3 +128,112 @@ fn bind_console(slave: &str) {
         );
     }
 }
+
+/// For `run` in the foreground with process.terminal and no --console-socket: a connected
+/// pair whose one end plays the console socket; the other receives the master.
+pub fn internal_socket() -> Result<(OwnedFd, OwnedFd)> {
+    let (a, b) = nix::sys::socket::socketpair(
+        nix::sys::socket::AddressFamily::Unix,
+        nix::sys::socket::SockType::Stream,
+        None,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+    )
+    .context("socketpair for the terminal")?;
+    Ok((a, b))
+}
+
+/// Receive the pty master sent by `setup`.
+pub fn recv_master(sock: &OwnedFd) -> Result<OwnedFd> {
+    let mut buf = [0u8; 64];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = nix::sys::socket::recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .context("receive the pty master")?;
+    for c in msg.cmsgs().context("read the pty master message")? {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(&fd) = fds.first() {
+                // SAFETY: the fd arrived with SCM_RIGHTS and is ours.
+                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    bail!("the container sent no pty master")
+}
+
+/// Copy our terminal's window size to the pty (nothing when stdin is not a terminal).
+pub fn copy_winsize(master: &OwnedFd) {
+    let mut ws: libc::winsize = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ/TIOCSWINSZ with a winsize struct.
+    unsafe {
+        if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 {
+            libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+        }
+    }
+}
+
+/// Our stdin terminal in raw mode for the life of the guard (keys go to the container's
+/// terminal as typed); restored on drop.
+pub struct RawMode(Option<nix::sys::termios::Termios>);
+
+impl RawMode {
+    pub fn enter() -> RawMode {
+        let stdin = std::io::stdin();
+        match nix::sys::termios::tcgetattr(&stdin) {
+            Ok(old) => {
+                let mut raw = old.clone();
+                nix::sys::termios::cfmakeraw(&mut raw);
+                let _ =
+                    nix::sys::termios::tcsetattr(&stdin, nix::sys::termios::SetArg::TCSANOW, &raw);
+                RawMode(Some(old))
+            }
+            Err(_) => RawMode(None),
+        }
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(old) = self.0.take() {
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                &old,
+            );
+        }
+    }
+}
+
+/// Copy what is readable from `from` to `to`. Returns false at EOF/EIO (the other side is gone).
+pub fn pump(from: i32, to: i32) -> bool {
+    let mut buf = [0u8; 8192];
+    // SAFETY: read into a local buffer.
+    let n = unsafe { libc::read(from, buf.as_mut_ptr().cast(), buf.len()) };
+    if n <= 0 {
+        let e = std::io::Error::last_os_error();
+        return n < 0 && matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EINTR));
+    }
+    let mut off = 0usize;
+    while off < n as usize {
+        // SAFETY: write from the same buffer.
+        let w = unsafe { libc::write(to, buf[off..n as usize].as_ptr().cast(), n as usize - off) };
+        if w <= 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) || e.raw_os_error() == Some(libc::EAGAIN) {
+                continue;
+            }
+            return false;
+        }
+        off += w as usize;
+    }
+    true
+}
