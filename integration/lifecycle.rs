@@ -342,3 +342,47 @@ fn a_container_without_a_process_is_created_and_start_fails() {
     b.wait_status("noproc", "stopped");
     ok(&b.cmd(&["delete", "noproc"]));
 }
+
+#[test]
+fn a_failed_create_leaves_one_json_object_in_the_log_as_podman_reads_it() {
+    // podman 4.3 parses the whole log of a failed create as one JSON object: a warning
+    // written before the error (here: a failing poststop hook) must not break that.
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| {
+        c["hooks"] = serde_json::json!({
+            "createRuntime": [{"path": "/bin/false"}],
+            "poststop": [{"path": "/bin/false"}]
+        });
+    });
+    let log = b.tmp.path().join("oci-log");
+    let o = b
+        .husk()
+        .arg("--log")
+        .arg(&log)
+        .args(["--log-format", "json", "create", "--bundle"])
+        .arg(&b.dir)
+        .arg("lg1")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not one JSON object ({e}): {text}"));
+    assert_eq!(v["level"], "error");
+    assert!(
+        v["msg"].as_str().unwrap().contains("createRuntime"),
+        "{text}"
+    );
+    // with --debug every line stays
+    let o = b
+        .husk()
+        .arg("--log")
+        .arg(&log)
+        .args(["--log-format", "json", "--debug", "create", "--bundle"])
+        .arg(&b.dir)
+        .arg("lg2")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(std::fs::read_to_string(&log).unwrap().lines().count() > 2);
+}

@@ -40,6 +40,8 @@ struct Logger {
     min: Level,
     /// In the container's first process: where lines go instead (the sync channel fd).
     forward: Option<i32>,
+    /// Length of the log file when we opened it (see `fatal`).
+    start_len: u64,
 }
 
 static LOGGER: Mutex<Option<Logger>> = Mutex::new(None);
@@ -66,11 +68,17 @@ pub fn init(path: Option<&std::path::Path>, json: bool, debug: bool) -> anyhow::
     } else {
         Level::Warn
     };
+    let start_len = file
+        .as_ref()
+        .and_then(|f| f.metadata().ok())
+        .map(|m| m.len())
+        .unwrap_or(0);
     *LOGGER.lock().unwrap_or_else(|e| e.into_inner()) = Some(Logger {
         file,
         json,
         min,
         forward: None,
+        start_len,
     });
     Ok(())
 }
@@ -144,6 +152,12 @@ pub fn fatal(msg: &str) {
     let g = LOGGER.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(l) = g.as_ref() {
         if let Some(mut f) = l.file.as_ref() {
+            // podman (4.3) reads the log of a failed create as ONE JSON object: without
+            // --debug, the lines this command wrote before are dropped so that our error is
+            // what it shows. (With --debug every line stays, for people reading the log.)
+            if l.json && l.min > Level::Debug {
+                let _ = f.set_len(l.start_len);
+            }
             let _ = f.write_all(format_line(Level::Error, msg, l.json).as_bytes());
         }
     }
