@@ -189,7 +189,7 @@ fn resources_caps_user_read_only() {
 
 #[test]
 fn network_none_has_only_loopback() {
-    let o = podman(&[
+    assert_only_loopback(&podman(&[
         "run",
         "--rm",
         "--network",
@@ -197,13 +197,7 @@ fn network_none_has_only_loopback() {
         IMG,
         "ls",
         "/sys/class/net",
-    ]);
-    assert_eq!(
-        stdout(&o).split_whitespace().collect::<Vec<_>>(),
-        ["lo"],
-        "{}",
-        stderr(&o)
-    );
+    ]));
 }
 
 #[test]
@@ -387,7 +381,7 @@ fn rootless_podman_run_keep_id_and_default_network() {
         "{}",
         stdout(&o)
     );
-    let o = r.podman(&[
+    assert_only_loopback(&r.podman(&[
         "run",
         "--rm",
         "--network",
@@ -395,13 +389,7 @@ fn rootless_podman_run_keep_id_and_default_network() {
         IMG,
         "ls",
         "/sys/class/net",
-    ]);
-    assert_eq!(
-        stdout(&o).split_whitespace().collect::<Vec<_>>(),
-        ["lo"],
-        "{}",
-        stderr(&o)
-    );
+    ]));
     // a missing program: our message, exit 127, rootless too
     let o = r.podman(&["run", "--rm", IMG, "nope-cmd"]);
     assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
@@ -422,4 +410,13 @@ fn conf_for(husk: &str) -> String {
         r#"husk = ["/usr/local/bin/husk", "/usr/bin/husk"]"#,
         &format!("husk = [{husk:?}]"),
     ) + "\n[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n"
+}
+
+fn assert_only_loopback(o: &Output) {
+    assert_eq!(
+        stdout(o).split_whitespace().collect::<Vec<_>>(),
+        ["lo"],
+        "{}",
+        stderr(o)
+    );
 }

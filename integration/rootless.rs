@@ -180,17 +180,7 @@ impl Rootless {
     fn detached(&self, args: &[&str], tag: &str) -> Output {
         let out = self.tmp.path().join(format!("{tag}.out"));
         let err = self.tmp.path().join(format!("{tag}.err"));
-        let status = self
-            .husk(args)
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(std::fs::File::create(&err).unwrap())
-            .status()
-            .unwrap();
-        Output {
-            status,
-            stdout: std::fs::read(&out).unwrap_or_default(),
-            stderr: std::fs::read(&err).unwrap_or_default(),
-        }
+        output_via_files(self.husk(args), &out, &err)
     }
 
     fn create(&self, id: &str) -> Output {

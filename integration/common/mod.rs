@@ -182,22 +182,13 @@ impl Bundle {
         let safe = id.replace(['/', '.', ' '], "_");
         let out = self.tmp.path().join(format!("{safe}.create.out"));
         let err = self.tmp.path().join(format!("{safe}.create.err"));
-        let status = self
-            .husk()
-            .arg("create")
+        let mut c = self.husk();
+        c.arg("create")
             .args(flags)
             .arg("--bundle")
             .arg(&self.dir)
-            .arg(id)
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(std::fs::File::create(&err).unwrap())
-            .status()
-            .unwrap();
-        Output {
-            status,
-            stdout: std::fs::read(&out).unwrap_or_default(),
-            stderr: std::fs::read(&err).unwrap_or_default(),
-        }
+            .arg(id);
+        output_via_files(c, &out, &err)
     }
 
     /// `run --detach`, with stdio in files for the same reason.
@@ -349,4 +340,19 @@ pub fn recv_fd(conn: &std::os::unix::net::UnixStream) -> (std::os::fd::OwnedFd, 
 pub fn accept_fd(l: &std::os::unix::net::UnixListener) -> std::os::fd::OwnedFd {
     let (conn, _) = l.accept().unwrap();
     recv_fd(&conn).0
+}
+
+/// Run `c` with stdout and stderr in files: a container that keeps create's stdio would hold
+/// a pipe open for as long as it lives.
+pub fn output_via_files(mut c: Command, out: &Path, err: &Path) -> Output {
+    let status = c
+        .stdout(std::fs::File::create(out).unwrap())
+        .stderr(std::fs::File::create(err).unwrap())
+        .status()
+        .unwrap();
+    Output {
+        status,
+        stdout: std::fs::read(out).unwrap_or_default(),
+        stderr: std::fs::read(err).unwrap_or_default(),
+    }
 }
