@@ -228,24 +228,9 @@ fn process_file() {
 fn detach_and_pid_file() {
     let b = running("det");
     let init = host_pid(&b, "det");
-    let pid_file = b.tmp.path().join("exec.pid");
     let t0 = std::time::Instant::now();
-    let status = b
-        .husk()
-        .args(["exec", "--detach", "--pid-file"])
-        .arg(&pid_file)
-        .args(["det", "sleep", "999"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let pid = exec_detached(&b, &["det", "sleep", "999"]);
     assert!(t0.elapsed() < std::time::Duration::from_secs(5));
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
     assert_eq!(
         cmdline, b"sleep\0999\0",
@@ -521,22 +506,7 @@ fn rootless_exec_joins_the_pid_namespace_through_the_user_namespace() {
 #[test]
 fn exec_joins_the_cgroups_and_refuses_a_paused_container() {
     let b = running("cg");
-    let pid_file = b.tmp.path().join("cg.pid");
-    let s = b
-        .husk()
-        .args(["exec", "-d", "--pid-file"])
-        .arg(&pid_file)
-        .args(["cg", "sleep", "997"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(s.success());
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = exec_detached(&b, &["cg", "sleep", "997"]);
     for c in ["memory", "pids", "freezer", "unified"] {
         let dir = std::path::Path::new("/sys/fs/cgroup")
             .join(c)
@@ -558,4 +528,24 @@ fn exec_joins_the_cgroups_and_refuses_a_paused_container() {
         !std::path::Path::new("/sys/fs/cgroup/pids/husk/cg").exists(),
         "delete removes the container's cgroup"
     );
+}
+
+/// `exec --detach --pid-file`: the pid it wrote.
+fn exec_detached(b: &Bundle, args: &[&str]) -> i32 {
+    let pid_file = b.tmp.path().join(format!("{}.exec.pid", args[0]));
+    let status = b
+        .husk()
+        .args(["exec", "--detach", "--pid-file"])
+        .arg(&pid_file)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
