@@ -86,9 +86,9 @@ fn six_kinds_in_order_with_state_and_namespaces() {
 
     // the state on stdin
     for (kind, status) in [
-        ("prestart", "creating"),
-        ("createRuntime", "creating"),
-        ("createContainer", "creating"),
+        ("prestart", "created"),
+        ("createRuntime", "created"),
+        ("createContainer", "created"),
         ("startContainer", "created"),
         ("poststart", "running"),
         ("poststop", "stopped"),

@@ -228,7 +228,10 @@ pub fn spawn(o: &Options) -> Result<Spawned> {
             let st = crate::hooks::HookState {
                 oci_version: o.cfg.spec.version().clone(),
                 id: o.id.to_string(),
-                status: "creating".into(),
+                // The hooks run after lifecycle step 2 (the environment exists): state.md
+                // calls that "created" (runc says "creating"; crun and the OCI suite agree
+                // with the spec's wording).
+                status: "created".into(),
                 pid: init_pid,
                 bundle: o.cfg.bundle.clone(),
                 annotations: o.cfg.spec.annotations().clone().unwrap_or_default(),

@@ -24,7 +24,7 @@
 //!                                            startContainer hooks, or a seccomp listener)
 //!  (slow path: wait for Pid first)
 //!  run prestart, then createRuntime hooks
-//!  State(HookState) ────────────────────▶   (status "creating", the pid in our pid ns)
+//!  State(HookState) ────────────────────▶   (status "created", the pid in our pid ns)
 //!                                           createContainer hooks, listener connect,
 //!                                           pivot_root, masked paths, hostname,
 //!                                           user, capabilities, no_new_privs,
