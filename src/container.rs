@@ -152,7 +152,6 @@ pub fn create(g: &Global, o: &CreateOpts) -> Result<Created> {
         no_pivot: o.no_pivot,
         preserve_fds: o.preserve_fds,
         inherit_tty: false,
-        cgroup_paths: cgroup.as_ref().map(|c| c.mount_map()).unwrap_or_default(),
         cgroup: cgroup.as_ref(),
         console: match (&o.console_socket, &console_child) {
             (Some(p), _) => Some(crate::tty::connect(p)?),

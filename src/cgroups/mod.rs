@@ -276,13 +276,6 @@ impl Cgroup {
         self.dirs.iter().map(|(_, d)| d.clone()).collect()
     }
 
-    pub fn mount_map(&self) -> Vec<(PathBuf, PathBuf)> {
-        self.dirs
-            .iter()
-            .map(|(h, d)| (h.mountpoint.clone(), d.clone()))
-            .collect()
-    }
-
     pub fn remove(&self) -> Result<()> {
         remove(&self.created)
     }

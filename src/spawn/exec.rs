@@ -234,19 +234,7 @@ fn child(ch: &Channel, o: &ExecOptions, nss: Vec<Ns>, pid_in_child: bool) -> Res
     }
     drop(nss);
     if pid_in_child {
-        // SAFETY: single-threaded; the child continues with a copy of our state.
-        match unsafe { libc::fork() } {
-            -1 => bail!(
-                "fork into the container's pid namespace: {}",
-                std::io::Error::last_os_error()
-            ),
-            0 => {}
-            grandchild => {
-                let _ = ch.send(&Msg::Pid(grandchild));
-                // SAFETY: the intermediate process ends here.
-                unsafe { libc::_exit(0) }
-            }
-        }
+        super::fork_into_namespaces(ch, "the container's pid namespace")?;
     }
     // Joining the mount namespace moved our root and cwd to its root (the container's
     // rootfs); be explicit about the cwd.

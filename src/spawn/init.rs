@@ -138,19 +138,7 @@ fn run(ch: &Channel, o: &Options, plan: &NsPlan, fast: bool) -> Result<Infallibl
         if rest & (libc::CLONE_NEWPID | libc::CLONE_NEWTIME) != 0 {
             // New pid and time namespaces take effect for children only: fork once more.
             w.wait(&Msg::CgroupsJoined)?;
-            // SAFETY: single-threaded; the child continues with a copy of our state.
-            match unsafe { libc::fork() } {
-                -1 => bail!(
-                    "fork into the new pid namespace: {}",
-                    std::io::Error::last_os_error()
-                ),
-                0 => {}
-                child => {
-                    let _ = ch.send(&Msg::Pid(child));
-                    // SAFETY: the intermediate process ends here.
-                    unsafe { libc::_exit(0) }
-                }
-            }
+            super::fork_into_namespaces(ch, "the new pid namespace")?;
         }
     }
     // Our mappings are written: from now on nothing outside may inspect or ptrace us, and
@@ -184,7 +172,7 @@ fn run(ch: &Channel, o: &Options, plan: &NsPlan, fast: bool) -> Result<Infallibl
                 .join
                 .iter()
                 .any(|(t, _)| *t == LinuxNamespaceType::Cgroup),
-        cgroup_paths: &o.cgroup_paths,
+        cgroup: o.cgroup,
         idmap_userns: &o.idmap_userns,
     };
     // The cgroup namespace must be made once we are in our cgroups (so that they are its

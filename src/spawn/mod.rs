@@ -91,7 +91,6 @@ pub struct Options<'a> {
     pub preserve_fds: u32,
     /// `run` in the foreground with process.terminal: the process keeps our terminal.
     pub inherit_tty: bool,
-    pub cgroup_paths: Vec<(PathBuf, PathBuf)>,
     /// The container's cgroup, already created, or None (rootless without delegation).
     pub cgroup: Option<&'a crate::cgroups::Cgroup>,
     /// Connected `--console-socket` (process.terminal).
@@ -279,6 +278,21 @@ pub fn spawn(o: &Options) -> Result<Spawned> {
         pid: init_pid,
         child: pid,
     })
+}
+
+/// Pid and time namespaces apply to children only: fork once more. The new process goes on
+/// (returns Ok); the intermediate one tells husk the new pid and exits.
+pub fn fork_into_namespaces(ch: &Channel, what: &str) -> Result<()> {
+    // SAFETY: single-threaded; the child continues with a copy of our state.
+    match unsafe { libc::fork() } {
+        -1 => bail!("fork into {what}: {}", std::io::Error::last_os_error()),
+        0 => Ok(()),
+        child => {
+            let _ = ch.send(&Msg::Pid(child));
+            // SAFETY: the intermediate process ends here.
+            unsafe { libc::_exit(0) }
+        }
+    }
 }
 
 /// Send to the child; if it is already gone, what it said before dying (its error) is the

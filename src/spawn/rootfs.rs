@@ -328,8 +328,8 @@ pub struct Ctx<'a> {
     /// In a new user namespace: mknod is not allowed, devices are bind-mounted.
     pub in_userns: bool,
     pub cgroupns: bool,
-    /// Host cgroup directories of the container, one per hierarchy mountpoint.
-    pub cgroup_paths: &'a [(PathBuf, PathBuf)],
+    /// The container's cgroup (None: rootless without delegation, it stays in ours).
+    pub cgroup: Option<&'a crate::cgroups::Cgroup>,
     /// Per `mounts` entry: the user namespace of an id-mapped bind.
     pub idmap_userns: &'a [Option<OwnedFd>],
 }
@@ -667,11 +667,19 @@ fn mount_entry(ctx: &Ctx, root: &OwnedFd, m: &Mount, idmap: Option<&OwnedFd>) ->
 /// hierarchy mounted afresh, rooted at the container's cgroup; else the container's own
 /// directory bound from the host), or a plain cgroup2 mount on a unified host.
 fn mount_cgroups(ctx: &Ctx, root: &OwnedFd, dest: &Path, opts: &MountOptions) -> Result<()> {
-    let hs = crate::cgroups::hierarchies();
+    // The hierarchies the parent already found for the container's cgroup; parsed afresh
+    // only when it has none.
+    let hs: Vec<crate::cgroups::Hierarchy> = match ctx.cgroup {
+        Some(c) => c.dirs.iter().map(|(h, _)| h.clone()).collect(),
+        None => crate::cgroups::hierarchies(),
+    };
     let flags = opts.flags & !(libc::MS_RDONLY | libc::MS_REMOUNT);
     let v2_only = hs.len() == 1 && hs[0].v2;
     let host_dir = |h: &crate::cgroups::Hierarchy| -> PathBuf {
-        if let Some((_, p)) = ctx.cgroup_paths.iter().find(|(mp, _)| *mp == h.mountpoint) {
+        if let Some((_, p)) = ctx
+            .cgroup
+            .and_then(|c| c.dirs.iter().find(|(x, _)| x.mountpoint == h.mountpoint))
+        {
             return p.clone();
         }
         let own = crate::cgroups::own_path(h).unwrap_or_else(|| "/".into());
